@@ -1,0 +1,63 @@
+"""The ``unireplknet`` command.
+
+Each sub-command lives in its own module in this package and exposes
+``register(subparsers) -> None``, which adds an ``argparse`` sub-parser whose
+``func`` default is called with the parsed arguments and returns an exit code.
+Modules are discovered automatically, so adding a command is adding a file.
+Sub-command modules must keep their top-level imports light (no torch-heavy
+work at import), so that ``unireplknet --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from typing import Sequence
+
+__all__ = ["main", "build_parser", "UserError"]
+
+
+class UserError(Exception):
+    """A problem with the user's input: reported as one line, exit code 2, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every discovered sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="unireplknet", description="UniRepLKNet: one large-kernel backbone for every modality."
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``unireplknet`` command; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose + 1, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError) as e:
+        # User-facing input problems raised by the library: one clear line, no traceback.
+        if args.verbose:
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        return 2

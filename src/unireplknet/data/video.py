@@ -1,0 +1,613 @@
+"""Video files -> clips -> backbone-ready images: decoding, sampling, datasets.
+
+Decoding uses PyAV (FFmpeg bundled in the wheel); when ``torchcodec`` is
+importable and ``backend="auto"`` it is used instead. Frames are chosen by
+*timestamp*: the frame shown at time ``t`` is the last one whose presentation
+time is ``<= t``, so variable-frame-rate files are sampled evenly in time.
+Requested times past the end of a short clip get the last frame (padding by
+repetition). Decoding seeks once per run of nearby times and decodes forward.
+
+Two samplings: ``"dense"`` (``num_frames`` frames every ``stride`` frames of
+the nominal rate, VideoMAE's 16 x 4) and ``"uniform"`` (one frame per equal
+segment, TSN-style). Training draws a random window / random frames within
+segments; evaluation takes ``num_clips`` evenly placed windows.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .._extras import require
+from ..modalities.video import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ClipAugment,
+    clip_eval_crops,
+    frames_to_image,
+    normalize_clip,
+    resize_clip,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "VideoInfo",
+    "ClipSampling",
+    "VideoRecord",
+    "open_video",
+    "sample_times",
+    "read_clips",
+    "write_video",
+    "read_video_csv",
+    "scan_video_folder",
+    "VideoClipDataset",
+]
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv", ".gif")
+SAMPLING_MODES = ("dense", "uniform")
+BACKENDS = ("auto", "pyav", "torchcodec")
+
+
+# ----------------------------------------------------------------------------- decoding
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a decoder knows about a file: duration (s), nominal fps, frame count (may be estimated), size."""
+
+    duration: float
+    fps: float
+    num_frames: int
+    height: int
+    width: int
+
+
+def _output_size(height: int, width: int, short_side: Optional[int]) -> tuple[int, int]:
+    if not short_side or min(height, width) == short_side:
+        return height, width
+    s = short_side / min(height, width)
+    return max(1, int(round(height * s))), max(1, int(round(width * s)))
+
+
+def _select_at(frames: Iterable[tuple[float, Any]], targets: Sequence[float]) -> list[Any]:
+    """For sorted ``targets``, the payload shown at each time: last frame with time <= t (first frame if none).
+
+    ``frames`` yields ``(time, payload)`` in increasing time; it is consumed only as far as needed.
+    Targets after the last frame get the last frame.
+    """
+    out: list[Any] = []
+    prev: Optional[Any] = None
+    i = 0
+    for t, payload in frames:
+        while i < len(targets) and targets[i] < t:
+            out.append(payload if prev is None else prev)
+            i += 1
+        prev = payload
+        if i == len(targets):
+            return out
+    if prev is None:
+        return out
+    out.extend([prev] * (len(targets) - i))
+    return out
+
+
+class _PyAVSource:
+    """A video opened with PyAV; ``frames_at`` seeks once per run of close times."""
+
+    def __init__(self, path: str, short_side: Optional[int] = None, seek_gap: float = 2.0) -> None:
+        av = require("av", "video", "video decoding")
+        self.path, self.short_side, self.seek_gap = path, short_side, seek_gap
+        try:
+            self._container = av.open(path)
+        except av.FFmpegError as e:
+            raise ValueError(f"cannot read video {path}: {e}") from e
+        if not self._container.streams.video:
+            self._container.close()
+            raise ValueError(f"{path} has no video stream (audio-only or not a video file)")
+        self._stream = s = self._container.streams.video[0]
+        s.thread_type = "AUTO"
+        tb = float(s.time_base) if s.time_base else 1e-6
+        self._start = float(s.start_time * tb) if s.start_time is not None else 0.0
+        rate = s.average_rate or s.guessed_rate or s.base_rate
+        fps = float(rate) if rate else 0.0
+        if s.duration:
+            duration = float(s.duration * tb)
+        elif self._container.duration:
+            duration = self._container.duration / 1e6
+        else:
+            duration = 0.0
+        n = int(s.frames or 0) or int(round(duration * fps))
+        if fps <= 0:
+            fps = n / duration if duration > 0 else 25.0
+        h, w = _output_size(s.codec_context.height, s.codec_context.width, short_side)
+        self.info = VideoInfo(duration=duration, fps=fps, num_frames=n, height=h, width=w)
+        self._fresh = True
+
+    def _frames(self) -> Iterator[tuple[float, Any]]:
+        av = require("av", "video", "video decoding")
+        try:
+            for frame in self._container.decode(self._stream):
+                if frame.time is None:
+                    continue
+                yield frame.time - self._start, frame
+        except av.FFmpegError as e:
+            raise ValueError(f"cannot decode video {self.path}: {e}") from e
+
+    def _to_array(self, frame: Any) -> np.ndarray:
+        return frame.to_ndarray(format="rgb24", height=self.info.height, width=self.info.width)
+
+    def _rewind(self, seconds: float) -> None:
+        """Seek to the keyframe at or before ``seconds`` (no-op on a fresh container asked for the start)."""
+        if self._fresh and seconds <= 0:
+            return
+        offset = int((seconds + self._start) / float(self._stream.time_base))
+        self._container.seek(max(offset, 0), stream=self._stream, backward=True, any_frame=False)
+
+    def iter_all(self) -> Iterator[tuple[float, np.ndarray]]:
+        """Every frame from the start, as ``(time, H x W x 3 uint8)``."""
+        self._rewind(0.0)
+        self._fresh = False
+        for t, f in self._frames():
+            yield t, self._to_array(f)
+
+    def frames_at(self, times: Sequence[float]) -> np.ndarray:
+        """``len(times) x H x W x 3`` uint8 frames shown at ``times`` (seconds from the first frame)."""
+        order = np.argsort(times, kind="stable")
+        targets = [float(times[i]) for i in order]
+        picked: list[Any] = []
+        i = 0
+        while i < len(targets):
+            j = i + 1  # a run: consecutive targets close enough to decode through
+            while j < len(targets) and targets[j] - targets[j - 1] <= self.seek_gap:
+                j += 1
+            seek_to = targets[i] if targets[i] > self.seek_gap else 0.0
+            self._rewind(seek_to)
+            self._fresh = False
+            run = _select_at(self._frames(), targets[i:j])
+            if not run and seek_to > 0:  # the seek went past the last frame: decode from the start
+                self._rewind(0.0)
+                run = _select_at(self._frames(), targets[i:j])
+            if not run:
+                break
+            picked.extend(self._to_array(f) for f in run)
+            i = j
+        if not picked:
+            raise ValueError(f"{self.path}: no video frames could be decoded (empty or corrupt clip)")
+        out = np.empty((len(times),) + picked[0].shape, dtype=np.uint8)
+        for dst, frame in zip(order, picked):
+            out[dst] = frame
+        return out
+
+    def close(self) -> None:
+        self._container.close()
+
+
+class _TorchCodecSource:
+    """A video opened with torchcodec (used when it is installed)."""
+
+    def __init__(self, path: str, short_side: Optional[int] = None) -> None:
+        decoders = require("torchcodec.decoders", "video", "video decoding")
+        self.path = path
+        try:
+            self._dec = decoders.VideoDecoder(path, seek_mode="approximate")
+        except (RuntimeError, ValueError) as e:
+            raise ValueError(f"cannot read video {path} (no video stream, or corrupt): {e}") from e
+        m = self._dec.metadata
+        self._begin = float(m.begin_stream_seconds or 0.0)
+        self._end = float(m.end_stream_seconds or m.duration_seconds or 0.0)
+        fps = float(m.average_fps or 25.0)
+        n = int(m.num_frames or 0)
+        if n == 0:
+            raise ValueError(f"{path}: no video frames could be decoded (empty or corrupt clip)")
+        h, w = _output_size(m.height, m.width, short_side)
+        self.info = VideoInfo(duration=self._end - self._begin, fps=fps, num_frames=n, height=h, width=w)
+
+    def frames_at(self, times: Sequence[float]) -> np.ndarray:
+        last = max(self._begin, self._end - 1e-3)
+        secs = [min(max(self._begin + float(t), self._begin), last) for t in times]
+        data = self._dec.get_frames_played_at(seconds=secs).data  # N x C x H x W uint8
+        if tuple(data.shape[-2:]) != (self.info.height, self.info.width):
+            data = resize_clip(data, (self.info.height, self.info.width))
+        return data.permute(0, 2, 3, 1).numpy()
+
+    def iter_all(self) -> Iterator[tuple[float, np.ndarray]]:
+        """Every frame from the start, as ``(time, H x W x 3 uint8)``."""
+        for i in range(self.info.num_frames):
+            f = self._dec.get_frame_at(i)
+            yield float(f.pts_seconds) - self._begin, self.frames_at([float(f.pts_seconds) - self._begin])[0]
+
+    def close(self) -> None:
+        self._dec = None
+
+
+class _CachedSource:
+    """All frames of a video, decoded once at ``short_side`` and kept in an ``.npz`` file in ``cache_dir``."""
+
+    def __init__(self, path: str, cache_dir: str, backend: str, short_side: Optional[int]) -> None:
+        st = os.stat(path)
+        key = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{short_side}"
+        file = Path(cache_dir) / f"{hashlib.sha1(key.encode()).hexdigest()}.npz"
+        if file.exists():
+            with np.load(file, allow_pickle=False) as z:
+                self._times, self._frames, meta = z["times"], z["frames"], z["meta"]
+        else:
+            src = _open_decoder(path, backend, short_side)
+            try:
+                pairs = list(src.iter_all())
+                fps = src.info.fps
+            finally:
+                src.close()
+            if not pairs:
+                raise ValueError(f"{path}: no video frames could be decoded (empty or corrupt clip)")
+            self._times = np.array([t for t, _ in pairs], dtype=np.float64)
+            self._frames = np.stack([f for _, f in pairs])
+            meta = np.array([fps], dtype=np.float64)
+            file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = file.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, times=self._times, frames=self._frames, meta=meta)
+            os.replace(tmp, file)  # atomic: DataLoader workers may race on the same video
+        fps = float(meta[0])
+        n, h, w = self._frames.shape[:3]
+        self.info = VideoInfo(duration=float(self._times[-1]) + 1.0 / fps, fps=fps, num_frames=n, height=h, width=w)
+
+    def frames_at(self, times: Sequence[float]) -> np.ndarray:
+        order = np.argsort(times, kind="stable")
+        picked = _select_at(zip(self._times, range(len(self._times))), [float(times[i]) for i in order])
+        idx = np.empty(len(times), dtype=np.int64)
+        idx[order] = picked
+        return self._frames[idx]
+
+    def close(self) -> None:
+        pass
+
+
+def _torchcodec_available() -> bool:
+    try:
+        import torchcodec.decoders  # noqa: F401
+    except Exception:  # ImportError, or a torchcodec that cannot load its FFmpeg libraries
+        return False
+    return True
+
+
+def _open_decoder(path: str, backend: str, short_side: Optional[int]) -> Any:
+    if backend == "torchcodec" or (backend == "auto" and _torchcodec_available()):
+        return _TorchCodecSource(path, short_side)
+    return _PyAVSource(path, short_side)
+
+
+def open_video(
+    path: str | os.PathLike,
+    backend: str = "auto",
+    short_side: Optional[int] = None,
+    cache_dir: Optional[str | os.PathLike] = None,
+) -> Any:
+    """Open a video for timestamp-based frame access.
+
+    The returned source has ``info`` (:class:`VideoInfo`), ``frames_at(times)``
+    (``N x H x W x 3`` uint8, times in seconds from the first frame) and
+    ``close()``. ``short_side`` resizes frames while decoding; ``cache_dir``
+    keeps all decoded frames on disk (for small datasets read many times).
+    """
+    path = os.fspath(path)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown video backend {backend!r}; choose one of {BACKENDS}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"video file not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"video file is empty (0 bytes): {path}")
+    if cache_dir is not None:
+        return _CachedSource(path, os.fspath(cache_dir), backend, short_side)
+    return _open_decoder(path, backend, short_side)
+
+
+# ----------------------------------------------------------------------------- sampling
+@dataclass(frozen=True)
+class ClipSampling:
+    """Which frames make a clip: ``num_frames`` frames, ``stride`` apart (dense) or one per segment (uniform)."""
+
+    num_frames: int = 16
+    stride: int = 4
+    mode: str = "dense"
+
+    def __post_init__(self) -> None:
+        if self.mode not in SAMPLING_MODES:
+            raise ValueError(f"unknown sampling mode {self.mode!r}; choose one of {SAMPLING_MODES}")
+        if self.num_frames < 1 or self.stride < 1:
+            raise ValueError(f"num_frames and stride must be >= 1, got {self.num_frames}, {self.stride}")
+
+
+def sample_times(
+    info: VideoInfo,
+    sampling: ClipSampling,
+    *,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+    num_clips: int = 1,
+    rng: Optional[random.Random] = None,
+) -> np.ndarray:
+    """Frame times (seconds) for ``num_clips`` clips: a ``num_clips x num_frames`` array.
+
+    With ``rng`` (training) each clip's window or in-segment positions are
+    random; without it (evaluation) the clips are spread evenly over
+    ``[start, end)`` and frames sit at segment centres. Windows longer than
+    the video start at ``start`` and run past the end (the decoder repeats the
+    last frame).
+    """
+    t0 = max(0.0, start or 0.0)
+    t1 = info.duration if end is None or end <= 0 else min(end, info.duration or end)
+    if end is not None and start is not None and end <= start:
+        raise ValueError(f"clip end ({end}) must be after its start ({start})")
+    if info.duration > 0 and t0 >= info.duration:
+        raise ValueError(f"clip start {t0:.3f}s is at or after the end of the video ({info.duration:.3f}s)")
+    if t1 <= t0:
+        t1 = t0 + sampling.num_frames / max(info.fps, 1e-6)  # unknown duration: decode what exists
+    span = t1 - t0
+    t, n = sampling.num_frames, num_clips
+    out = np.empty((n, t), dtype=np.float64)
+    if sampling.mode == "dense":
+        step = sampling.stride / info.fps
+        slack = max(0.0, span - t * step)
+        for c in range(n):
+            if rng is not None:
+                s = rng.uniform(0.0, slack)
+            else:
+                s = slack * (c / (n - 1) if n > 1 else 0.5)
+            out[c] = t0 + s + np.arange(t) * step + 0.5 / info.fps  # mid-frame: robust to rounding
+    else:
+        seg = span / t
+        for c in range(n):
+            if rng is not None:
+                pos = np.array([rng.random() for _ in range(t)])
+            else:
+                pos = np.full(t, (c + 0.5) / n)
+            out[c] = t0 + (np.arange(t) + pos) * seg
+    return out
+
+
+def read_clips(
+    path: str | os.PathLike,
+    sampling: ClipSampling = ClipSampling(),
+    *,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+    num_clips: int = 1,
+    rng: Optional[random.Random] = None,
+    backend: str = "auto",
+    short_side: Optional[int] = None,
+    cache_dir: Optional[str | os.PathLike] = None,
+) -> torch.Tensor:
+    """Decode ``num_clips`` clips of a video: uint8 ``num_clips x T x 3 x H x W`` (one open, one pass)."""
+    src = open_video(path, backend=backend, short_side=short_side, cache_dir=cache_dir)
+    try:
+        times = sample_times(src.info, sampling, start=start, end=end, num_clips=num_clips, rng=rng)
+        frames = src.frames_at(times.reshape(-1))
+    finally:
+        src.close()
+    if src.info.num_frames and src.info.num_frames < sampling.num_frames * (sampling.stride if sampling.mode == "dense" else 1):
+        logger.debug("%s: %d frames, fewer than the clip spans; the last frame is repeated", path, src.info.num_frames)
+    clips = torch.from_numpy(frames).reshape(num_clips, sampling.num_frames, *frames.shape[1:])
+    return clips.permute(0, 1, 4, 2, 3).contiguous()
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: np.ndarray | torch.Tensor,
+    fps: float = 25.0,
+    codec: str = "libx264",
+    pix_fmt: Optional[str] = None,
+    times: Optional[Sequence[float]] = None,
+) -> Path:
+    """Encode ``T x H x W x 3`` uint8 RGB frames to a video file with PyAV.
+
+    ``times`` (seconds) gives each frame its own timestamp, for variable
+    frame rate files; ``pix_fmt`` defaults to ``yuv420p`` (``yuv444p`` when a
+    side is odd, which 4:2:0 cannot hold).
+    """
+    av = require("av", "video", "video encoding")
+    arr = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 T x H x W x 3, got {arr.dtype} {arr.shape}")
+    h, w = arr.shape[1:3]
+    if pix_fmt is None:
+        pix_fmt = "yuv444p" if (h % 2 or w % 2) else "yuv420p"
+    from fractions import Fraction
+
+    path = Path(path)
+    rate = Fraction(fps).limit_denominator(1001)
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        if times is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        for i, img in enumerate(arr):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            if times is not None:
+                frame.pts, frame.time_base = int(round(times[i] * 1000)), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+# ----------------------------------------------------------------------------- datasets
+@dataclass(frozen=True)
+class VideoRecord:
+    """One labelled video (or a ``[start, end)`` segment of it, in seconds)."""
+
+    path: str
+    label: int
+    start: Optional[float] = None
+    end: Optional[float] = None
+
+
+def _parse_time(value: str, where: str) -> Optional[float]:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError as e:
+        raise ValueError(f"{where}: start/end must be seconds, got {value!r}") from e
+
+
+def read_video_csv(
+    csv_path: str | os.PathLike, root: Optional[str | os.PathLike] = None, class_names: Optional[Sequence[str]] = None
+) -> tuple[list[VideoRecord], list[str]]:
+    """Read a Kinetics-style list ``path,label[,start,end]`` (header optional).
+
+    Labels may be class names or integer indices. Relative paths are resolved
+    against ``root`` (default: the CSV's folder). Returns the records and the
+    class names (sorted names found, unless ``class_names`` is given).
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"video list not found: {csv_path}")
+    base = Path(root) if root is not None else csv_path.parent
+    rows: list[tuple[str, str, Optional[float], Optional[float]]] = []
+    with open(csv_path, newline="") as fh:
+        for lineno, row in enumerate(csv.reader(fh), 1):
+            row = [c.strip() for c in row]
+            if not row or not any(row) or row[0].startswith("#"):
+                continue
+            if lineno == 1 and row[0].lower() in ("path", "video", "filename", "file"):
+                continue
+            if len(row) < 2 or len(row) > 4:
+                raise ValueError(f"{csv_path}:{lineno}: expected path,label[,start,end], got {row}")
+            where = f"{csv_path}:{lineno}"
+            start = _parse_time(row[2], where) if len(row) > 2 else None
+            end = _parse_time(row[3], where) if len(row) > 3 else None
+            p = Path(row[0])
+            rows.append((str(p if p.is_absolute() else base / p), row[1], start, end))
+    if not rows:
+        raise ValueError(f"video list {csv_path} has no entries")
+    labels = [r[1] for r in rows]
+    if class_names is None:
+        if all(lbl.lstrip("-").isdigit() for lbl in labels):
+            k = max(int(lbl) for lbl in labels) + 1
+            class_names = [str(i) for i in range(k)]
+        else:
+            class_names = sorted(set(labels))
+    index = {n: i for i, n in enumerate(class_names)}
+    records = []
+    for path, lbl, start, end in rows:
+        if lbl in index:
+            y = index[lbl]
+        elif lbl.lstrip("-").isdigit() and 0 <= int(lbl) < len(class_names):
+            y = int(lbl)
+        else:
+            raise ValueError(f"{csv_path}: label {lbl!r} is not one of the {len(class_names)} classes")
+        records.append(VideoRecord(path, y, start, end))
+    return records, list(class_names)
+
+
+def scan_video_folder(
+    root: str | os.PathLike, class_names: Optional[Sequence[str]] = None
+) -> tuple[list[VideoRecord], list[str]]:
+    """Class-per-folder layout ``root/<class>/<video>``; returns records and (sorted) class names."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"video folder not found: {root}")
+    if class_names is None:
+        class_names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_names:
+        raise ValueError(f"{root} has no class sub-folders (expected root/<class>/<video>)")
+    records = []
+    for y, name in enumerate(class_names):
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        for f in sorted(folder.rglob("*")):
+            if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS:
+                records.append(VideoRecord(str(f), y))
+    if not records:
+        raise ValueError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {root}")
+    return records, list(class_names)
+
+
+class VideoClipDataset(Dataset):
+    """Labelled videos as images: ``(C x H x W, label)`` for training, ``(V x C x H x W, label)`` for evaluation.
+
+    Training (``augment`` given): one random clip, augmented identically over
+    its frames. Evaluation: ``num_clips`` temporal clips x ``num_crops``
+    spatial crops of ``frame_size`` (``V`` views, clip-major; ``V = 1`` gives
+    ``C x H x W``). Frames are then laid out as one image (``layout``).
+    Decoding happens in ``__getitem__``, i.e. inside DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        sampling: ClipSampling = ClipSampling(),
+        frame_size: tuple[int, int] = (224, 224),
+        *,
+        augment: Optional[ClipAugment] = None,
+        num_clips: int = 1,
+        num_crops: int = 1,
+        layout: str = "grid",
+        grid: Optional[Sequence[int]] = None,
+        factor: Optional[int] = None,
+        short_side: Optional[int] = None,
+        backend: str = "auto",
+        cache_dir: Optional[str | os.PathLike] = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        if not records:
+            raise ValueError("VideoClipDataset needs at least one video")
+        self.records = list(records)
+        self.sampling, self.frame_size = sampling, (int(frame_size[0]), int(frame_size[1]))
+        self.augment, self.num_clips, self.num_crops = augment, num_clips, num_crops
+        self.layout, self.grid, self.factor = layout, grid, factor
+        self.short_side, self.backend, self.cache_dir = short_side, backend, cache_dir
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.targets = [r.label for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def num_views(self) -> int:
+        """Views per item in evaluation (``num_clips * num_crops``); 1 in training."""
+        return 1 if self.augment is not None else self.num_clips * self.num_crops
+
+    def load_clips(self, index: int) -> torch.Tensor:
+        """The decoded uint8 clips of item ``index``: ``clips x T x 3 x H x W``."""
+        r = self.records[index]
+        train = self.augment is not None
+        return read_clips(
+            r.path,
+            self.sampling,
+            start=r.start,
+            end=r.end,
+            num_clips=1 if train else self.num_clips,
+            rng=random.Random(random.getrandbits(64)) if train else None,
+            backend=self.backend,
+            short_side=self.short_side,
+            cache_dir=self.cache_dir,
+        )
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        clips = self.load_clips(index)
+        label = self.records[index].label
+        if self.augment is not None:
+            return self._to_image(self.augment(clips[0])), label
+        views = [
+            self._to_image(normalize_clip(crop, self.mean, self.std))
+            for clip in clips
+            for crop in clip_eval_crops(clip, self.frame_size, self.num_crops)
+        ]
+        return (views[0] if len(views) == 1 else torch.stack(views)), label
+
+    def _to_image(self, clip: torch.Tensor) -> torch.Tensor:
+        return frames_to_image(clip, self.layout, self.grid, self.factor)
+

@@ -1,0 +1,115 @@
+"""Optimizer parameter groups (weight-decay exclusion, layer-wise lr decay), optimizer and lr schedule."""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from .._extras import require
+from .config import EngineConfig
+
+__all__ = ["NUM_LAYER_GROUPS", "layer_id", "uses_weight_decay", "param_groups", "build_optimizer", "build_scheduler"]
+
+logger = logging.getLogger(__name__)
+
+#: Layer-decay groups 0..13 as in the original recipe: 12 "layers" plus stem (0) and head (13).
+NUM_LAYER_GROUPS = 14
+_DOWNSAMPLE_GROUP = {0: 0, 1: 2, 2: 3, 3: 12}
+_STAGE_GROUP = {0: 1, 1: 2, 3: 12}
+
+
+def layer_id(name: str) -> int:
+    """Layer-decay group of a UniRepLKNet parameter name (the original's 12-layer mapping).
+
+    ``downsample_layers.{0,1,2,3}`` → 0, 2, 3, 12; ``stages.0`` → 1, ``stages.1`` → 2,
+    ``stages.2.{b}`` → 3 + b // 3, ``stages.3`` → 12; everything else (``norm``, ``norm0..3``,
+    ``head``, names of other models) → 13. A ``module.`` (DDP) prefix is ignored.
+    """
+    name = name.removeprefix("module.")
+    m = re.match(r"downsample_layers\.(\d+)\.", name)
+    if m:
+        return _DOWNSAMPLE_GROUP.get(int(m.group(1)), NUM_LAYER_GROUPS - 1)
+    m = re.match(r"stages\.(\d+)\.(\d+)\.", name)
+    if m:
+        stage, block = int(m.group(1)), int(m.group(2))
+        if stage == 2:
+            return min(3 + block // 3, 11)
+        return _STAGE_GROUP.get(stage, NUM_LAYER_GROUPS - 1)
+    return NUM_LAYER_GROUPS - 1
+
+
+def uses_weight_decay(name: str, param: torch.Tensor) -> bool:
+    """False for biases, norm weights, layer scale ``gamma`` and GRN ``gamma``/``beta``.
+
+    Rule: a tensor with at most one dimension larger than 1 (1-D params, GRN's ``1x1x1xC``)
+    or whose name ends in ``.bias``/``gamma``/``beta`` is not decayed.
+    """
+    if name.endswith(".bias") or name.endswith("gamma") or name.endswith("beta"):
+        return False
+    return sum(1 for s in param.shape if s > 1) > 1
+
+
+def param_groups(model: nn.Module, weight_decay: float, layer_decay: Optional[float] = None) -> list[dict[str, Any]]:
+    """Parameter groups with ``weight_decay`` and ``lr_scale`` (honoured by timm schedulers).
+
+    With ``layer_decay`` the scale is ``layer_decay ** (13 - layer_id(name))``.
+    """
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        lid = layer_id(name) if layer_decay is not None else NUM_LAYER_GROUPS - 1
+        decay = uses_weight_decay(name, p)
+        key = (lid, decay)
+        if key not in groups:
+            scale = layer_decay ** (NUM_LAYER_GROUPS - 1 - lid) if layer_decay is not None else 1.0
+            groups[key] = {
+                "params": [],
+                "names": [],
+                "weight_decay": weight_decay if decay else 0.0,
+                "lr_scale": scale,
+                "layer_id": lid,
+            }
+        groups[key]["params"].append(p)
+        groups[key]["names"].append(name)
+    out = [groups[k] for k in sorted(groups)]
+    logger.debug("%d parameter groups", len(out))
+    return out
+
+
+def build_optimizer(model: nn.Module, config: EngineConfig, lr: float) -> torch.optim.Optimizer:
+    """timm optimizer (default AdamW) over :func:`param_groups`."""
+    timm_optim = require("timm.optim", "train", "the optimizer factory")
+    groups = param_groups(model, config.weight_decay, config.layer_decay)
+    for g in groups:
+        g.pop("names")
+    return timm_optim.create_optimizer_v2(
+        groups,
+        opt=config.opt,
+        lr=lr,
+        weight_decay=config.weight_decay,
+        eps=config.opt_eps,
+        betas=tuple(config.opt_betas),
+    )
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: EngineConfig, updates_per_epoch: int, lr: float) -> Any:
+    """Per-update cosine to ``min_lr`` after a linear warm-up (timm ``CosineLRScheduler``).
+
+    Call ``scheduler.step_update(n)`` before update ``n`` (0-based).
+    """
+    sched = require("timm.scheduler", "train", "the lr schedule")
+    total = max(config.epochs * updates_per_epoch, 1)
+    warmup = min(int(round(config.warmup_epochs * updates_per_epoch)), total - 1)
+    return sched.CosineLRScheduler(
+        optimizer,
+        t_initial=max(total - warmup, 1),
+        lr_min=min(config.min_lr, lr),
+        warmup_t=warmup,
+        warmup_lr_init=config.warmup_lr,
+        warmup_prefix=True,
+        t_in_epochs=False,
+    )

@@ -1,0 +1,187 @@
+"""Classification on top of the engine: losses (smoothing, mixup/cutmix soft targets, multi-label),
+evaluation (top-1/top-5, multi-view averaging, mAP) and the confusion matrix."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._extras import require
+from ..engine.config import EngineConfig
+from ..engine.trainer import EvalContext
+from .base import TaskData
+
+__all__ = [
+    "build_loss",
+    "build_mixup",
+    "evaluate",
+    "predict_logits",
+    "topk_accuracy",
+    "mean_average_precision",
+    "confusion_matrix",
+    "plot_confusion_matrix",
+    "classification_parts",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def build_mixup(config: EngineConfig, num_classes: int) -> Optional[Callable]:
+    """timm ``Mixup`` (with label smoothing folded into its soft targets) or None when disabled."""
+    if config.mixup <= 0 and config.cutmix <= 0:
+        return None
+    timm_data = require("timm.data", "train", "mixup/cutmix")
+    return timm_data.Mixup(
+        mixup_alpha=config.mixup,
+        cutmix_alpha=config.cutmix,
+        prob=config.mixup_prob,
+        switch_prob=config.mixup_switch_prob,
+        mode=config.mixup_mode,
+        label_smoothing=config.smoothing,
+        num_classes=num_classes,
+    )
+
+
+def build_loss(config: EngineConfig, multi_label: bool = False) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Training loss: BCE-with-logits (multi-label), soft-target CE (mixup or float targets),
+    otherwise CE with ``config.smoothing`` label smoothing."""
+    smoothing = float(config.smoothing)
+
+    def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        output = output.float()
+        if multi_label:
+            return F.binary_cross_entropy_with_logits(output, target.float())
+        if target.is_floating_point():  # soft targets (mixup, or a dataset's own)
+            return torch.sum(-target * F.log_softmax(output, dim=-1), dim=-1).mean()
+        return F.cross_entropy(output, target, label_smoothing=smoothing)
+
+    return loss_fn
+
+
+def topk_accuracy(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int] = (1, 5)) -> list[float]:
+    """Fraction of samples whose target is among the top-k scores, for each k (k capped at #classes)."""
+    maxk = min(max(ks), logits.shape[1])
+    top = logits.topk(maxk, dim=1).indices
+    hit = top.eq(target.view(-1, 1))
+    return [hit[:, : min(k, maxk)].any(dim=1).float().mean().item() for k in ks]
+
+
+def mean_average_precision(scores: torch.Tensor, targets: torch.Tensor) -> float:
+    """Macro average precision over classes that have at least one positive (multi-label)."""
+    aps = []
+    for c in range(scores.shape[1]):
+        t = targets[:, c] > 0.5
+        if not t.any():
+            continue
+        order = scores[:, c].argsort(descending=True)
+        hits = t[order].float()
+        precision = hits.cumsum(0) / torch.arange(1, len(hits) + 1)
+        aps.append((precision * hits).sum().item() / hits.sum().item())
+    return float(sum(aps) / len(aps)) if aps else 0.0
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, loader: Any, ctx: EvalContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (averaged over views for ``B x V x C x H x W`` inputs) and targets, on CPU."""
+    outs, targets = [], []
+    for x, y in loader:
+        x = ctx.to_device(x)
+        with ctx.autocast():
+            if x.ndim == 5:
+                b, v = x.shape[:2]
+                logits = model(x.flatten(0, 1)).float().view(b, v, -1).mean(1)
+            else:
+                logits = model(x).float()
+        outs.append(logits.cpu())
+        targets.append(torch.as_tensor(y).cpu())
+    if not outs:
+        return torch.empty(0), torch.empty(0, dtype=torch.long)
+    return torch.cat(outs), torch.cat(targets)
+
+
+def _gather(t: torch.Tensor, ctx: EvalContext) -> torch.Tensor:
+    if ctx.world_size == 1:
+        return t
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(parts, t)
+    return torch.cat(parts)
+
+
+def evaluate(model: nn.Module, loader: Any, ctx: EvalContext, multi_label: bool = False) -> dict[str, float]:
+    """``{"loss", "acc1", "acc5", "n"}`` for single-label, ``{"loss", "mAP"}`` (global) for multi-label."""
+    logits, target = predict_logits(model, loader, ctx)
+    if multi_label:
+        logits, target = _gather(logits, ctx), _gather(target, ctx)
+        loss = F.binary_cross_entropy_with_logits(logits, target.float()).item()
+        return {"loss": loss, "mAP": mean_average_precision(torch.sigmoid(logits), target)}
+    if target.is_floating_point():
+        target = target.argmax(dim=1)
+    n = len(target)
+    if n == 0:
+        return {"loss": 0.0, "acc1": 0.0, "acc5": 0.0, "n": 0}
+    loss = F.cross_entropy(logits, target).item()
+    acc1, acc5 = topk_accuracy(logits, target)
+    return {"loss": loss, "acc1": acc1, "acc5": acc5, "n": n}
+
+
+def classification_parts(task: TaskData, config: EngineConfig) -> dict[str, Any]:
+    """Loss, evaluate function, batch transform and metric settings for ``Trainer`` on a :class:`TaskData`."""
+    mixup = build_mixup(config, task.num_classes) if not task.multi_label else None
+    transform = task.train_batch_transform
+    if mixup is not None:
+        if transform is not None:
+            raise ValueError("the modality already sets train_batch_transform; disable mixup/cutmix")
+        transform = mixup
+    multi = task.multi_label
+
+    def evaluate_fn(model: nn.Module, loader: Any, ctx: EvalContext) -> dict[str, float]:
+        return evaluate(model, loader, ctx, multi_label=multi)
+
+    return {
+        "loss_fn": build_loss(config, multi_label=multi),
+        "evaluate_fn": evaluate_fn,
+        "train_batch_transform": transform,
+        "metric": "mAP" if multi else "acc1",
+    }
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``num_classes x num_classes`` counts, rows = true class, columns = predicted class."""
+    idx = target.long() * num_classes + pred.long()
+    return torch.bincount(idx, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def plot_confusion_matrix(cm: torch.Tensor, class_names: Sequence[str], path: str | Path) -> Path:
+    """Save a confusion-matrix heat-map PNG (row-normalised colours, counts written for <= 30 classes)."""
+    require("matplotlib", "train", "the confusion-matrix plot")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = cm.shape[0]
+    norm = cm.float() / cm.sum(1, keepdim=True).clamp(min=1)
+    size = min(4 + 0.4 * n, 20)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
+    if n <= 30:
+        ax.set_xticks(range(n), [str(c) for c in class_names], rotation=90)
+        ax.set_yticks(range(n), [str(c) for c in class_names])
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,376 @@
+"""Forecasting with the unchanged backbone, and the baselines it is compared with.
+
+:class:`ForecastModel`: RevIN → embedding (token conv + time features +
+optional static) → reshape to ``1 x H x W`` → UniRepLKNet (``in_chans=1``) →
+linear head to ``pred_len`` steps per target → undo the normalisation.
+
+Variables are processed jointly (one image per sample, ``group_size=None``),
+channel-independently (``group_size=1``: one image per variable, weights
+shared) or in groups (``group_size=g``: e.g. Corrformer's nodes of 11
+stations, each with its own static/geo attributes).
+
+Every model here is called as ``model(inputs)`` with ``inputs`` the dict of a
+:class:`unireplknet.data.timeseries.ForecastWindows` batch (``x`` B x L x C,
+``x_mark``, ``y_mark``, optionally ``static``) or a bare ``x`` tensor, and
+returns B x pred_len x len(targets).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from unireplknet.modalities.timeseries import RevIN, SeriesEmbedding, image_shape, series_to_image
+
+__all__ = [
+    "ForecastModel",
+    "NaiveForecast",
+    "SeasonalNaiveForecast",
+    "LinearForecast",
+    "build_backbone",
+    "detect_period",
+    "moving_average",
+    "forecast_loss",
+    "forecast_loaders",
+    "evaluate_forecaster",
+    "make_evaluate_fn",
+    "predict",
+]
+
+logger = logging.getLogger(__name__)
+
+Inputs = Union[Tensor, Mapping[str, Tensor]]
+
+
+def _unpack(inputs: Inputs) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    """(x, x_mark, static) from a batch dict or a bare tensor."""
+    if isinstance(inputs, Tensor):
+        return inputs, None, None
+    if "x" not in inputs:
+        raise ValueError(f"forecast inputs need an 'x' entry (B x L x C); got keys {sorted(inputs)}")
+    return inputs["x"], inputs.get("x_mark"), inputs.get("static")
+
+
+def _check_x(x: Tensor, seq_len: int, channels: Optional[int] = None) -> None:
+    if x.ndim != 3 or x.shape[1] != seq_len or (channels is not None and x.shape[2] != channels):
+        want = f"B x {seq_len} x {channels if channels is not None else 'C'}"
+        raise ValueError(f"expected a {want} input window, got shape {tuple(x.shape)}")
+
+
+def build_backbone(
+    variant: Optional[str] = None, drop_path_rate: float = 0.0, **custom: Any
+) -> nn.Module:
+    """A headless single-channel backbone: a named variant or a custom config.
+
+    ``build_backbone("unireplknet_a")`` or ``build_backbone(depths=..., dims=...,
+    kernel_sizes=...)``; both have ``in_chans=1`` and ``num_classes=0``.
+    """
+    import unireplknet
+
+    if variant is not None:
+        if custom:
+            raise ValueError(f"give a variant name or a custom config, not both (got {variant!r} and {sorted(custom)})")
+        return unireplknet.create_model(variant, num_classes=0, in_chans=1, drop_path_rate=drop_path_rate)
+    if not custom:
+        raise ValueError("build_backbone needs a variant name or custom depths/dims/kernel_sizes")
+    return unireplknet.UniRepLKNet(in_chans=1, num_classes=0, drop_path_rate=drop_path_rate, **custom)
+
+
+class ForecastModel(nn.Module):
+    """Embedding-as-image forecaster around a UniRepLKNet backbone (see module docstring).
+
+    Args:
+        backbone: a model with ``in_chans=1`` exposing ``forward_features``,
+            ``forward_head(f, pre_logits=True)`` and ``num_features``.
+        seq_len, pred_len: input and forecast lengths.
+        n_vars: input variables per sample (C).
+        targets: indices of the forecast variables among the inputs (all
+            when ``None``). Grouped / channel-independent modes forecast all.
+        group_size: ``None`` joint, ``1`` channel-independent, ``g`` groups
+            of ``g`` consecutive variables (C must be a multiple of g).
+        d_model: embedding width; ``image_size`` the ``(H, W)`` with
+            ``H * W = seq_len * d_model`` (most square when ``None``).
+        n_time_features, n_static: calendar features per step and static
+            attributes per group (0: not used).
+        head: ``"pooled"`` (global-average-pooled, normed features) or
+            ``"flatten"`` (the whole stage-4 map).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        seq_len: int,
+        pred_len: int,
+        n_vars: int,
+        targets: Optional[Sequence[int]] = None,
+        group_size: Optional[int] = None,
+        d_model: int = 64,
+        image_size: Optional[tuple[Optional[int], Optional[int]]] = None,
+        n_time_features: int = 0,
+        n_static: int = 0,
+        revin: bool = True,
+        revin_affine: bool = True,
+        dropout: float = 0.05,
+        head: str = "pooled",
+        head_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.seq_len, self.pred_len, self.n_vars = seq_len, pred_len, n_vars
+        self.targets = list(range(n_vars)) if targets is None else list(targets)
+        if not self.targets or any(not 0 <= t < n_vars for t in self.targets):
+            raise ValueError(f"targets {self.targets} must index the {n_vars} input variables")
+        self.group_size = n_vars if group_size is None else group_size
+        if self.group_size < 1 or n_vars % self.group_size:
+            raise ValueError(f"{n_vars} variables cannot be split into groups of {group_size}")
+        self.n_groups = n_vars // self.group_size
+        if self.n_groups > 1 and self.targets != list(range(n_vars)):
+            raise ValueError(
+                "channel-independent / grouped mode forecasts every input variable; "
+                "for a subset of targets (MS) use joint mode (group_size=None) or S"
+            )
+        self.n_out = len(self.targets) if self.n_groups == 1 else self.group_size
+        self.revin = RevIN(self.group_size, affine=revin_affine) if revin else None
+        self.embed = SeriesEmbedding(self.group_size, d_model, n_time_features, n_static, dropout)
+        h, w = image_size if image_size is not None else (None, None)
+        self.image_size = image_shape(seq_len, d_model, h, w)
+        self.backbone = backbone
+        if head not in ("pooled", "flatten"):
+            raise ValueError(f"head must be 'pooled' or 'flatten', got {head!r}")
+        self.head_type = head
+        if head == "pooled":
+            in_features = int(backbone.num_features)
+        else:
+            with torch.no_grad():
+                was_training = backbone.training
+                backbone.eval()
+                in_features = backbone.forward_features(torch.zeros(1, 1, *self.image_size)).numel()
+                backbone.train(was_training)
+        self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(in_features, pred_len * self.n_out))
+        nn.init.trunc_normal_(self.head[1].weight, std=0.02)
+        nn.init.zeros_(self.head[1].bias)
+
+    def _group(self, x: Tensor) -> Tensor:
+        """B x L x C → (B * n_groups) x L x group_size."""
+        b, length, _ = x.shape
+        return x.reshape(b, length, self.n_groups, self.group_size).permute(0, 2, 1, 3).reshape(-1, length, self.group_size)
+
+    def to_image(self, x: Tensor, x_mark: Optional[Tensor] = None, static: Optional[Tensor] = None) -> Tensor:
+        """Embed grouped, normalised windows ((B * n_groups) x L x group_size) into (B * n_groups) x 1 x H x W."""
+        n = self.n_groups
+        if x_mark is not None and n > 1:
+            x_mark = x_mark.repeat_interleave(n, dim=0)
+        if static is not None:
+            if n > 1 and (static.ndim != 3 or static.shape[1] != n):
+                raise ValueError(f"static features must be B x {n} groups x S in grouped mode, got {tuple(static.shape)}")
+            static = static.reshape(x.shape[0], -1)
+        return series_to_image(self.embed(x, x_mark, static), *self.image_size)
+
+    def forward(self, inputs: Inputs) -> Tensor:
+        """Forecast B x pred_len x len(targets) from a batch dict or a B x seq_len x C tensor."""
+        x, x_mark, static = _unpack(inputs)
+        _check_x(x, self.seq_len, self.n_vars)
+        b, n = x.shape[0], self.n_groups
+        xg = self._group(x)
+        if self.revin is not None:
+            xg, stats = self.revin.normalize(xg)
+        feats = self.backbone.forward_features(self.to_image(xg, x_mark, static))
+        if self.head_type == "pooled":
+            feats = self.backbone.forward_head(feats, pre_logits=True)
+        out = self.head(feats.flatten(1)).reshape(b * n, self.pred_len, self.n_out)
+        if self.revin is not None:
+            out = self.revin.denormalize(out, stats, None if n > 1 else self.targets)
+        return out.reshape(b, n, self.pred_len, self.n_out).permute(0, 2, 1, 3).reshape(b, self.pred_len, -1)
+
+    def reparameterize(self) -> "ForecastModel":
+        """Fuse the backbone into its deploy structure (in place)."""
+        self.backbone.reparameterize()
+        return self
+
+
+# ----------------------------------------------------------------------------- baselines
+
+
+class NaiveForecast(nn.Module):
+    """Repeat the last observed value of each target over the horizon."""
+
+    def __init__(self, pred_len: int, targets: Sequence[int]) -> None:
+        super().__init__()
+        self.pred_len, self.targets = pred_len, list(targets)
+
+    def forward(self, inputs: Inputs) -> Tensor:
+        x, _, _ = _unpack(inputs)
+        return x[:, -1:, self.targets].expand(-1, self.pred_len, -1)
+
+
+class SeasonalNaiveForecast(nn.Module):
+    """Repeat the last full season: step h of the horizon copies step ``L - period + (h mod period)``."""
+
+    def __init__(self, pred_len: int, period: int, targets: Sequence[int], seq_len: Optional[int] = None) -> None:
+        super().__init__()
+        if period < 1 or (seq_len is not None and period > seq_len):
+            raise ValueError(f"seasonal period {period} must be between 1 and seq_len ({seq_len})")
+        self.pred_len, self.period, self.targets = pred_len, period, list(targets)
+
+    def forward(self, inputs: Inputs) -> Tensor:
+        x, _, _ = _unpack(inputs)
+        length = x.shape[1]
+        if self.period > length:
+            raise ValueError(f"seasonal period {self.period} exceeds the input length {length}")
+        idx = length - self.period + torch.arange(self.pred_len, device=x.device) % self.period
+        return x[:, idx][..., self.targets]
+
+
+def moving_average(x: Tensor, kernel: int) -> Tensor:
+    """Centred moving average over time of B x L x C (edges padded by repetition), same length."""
+    if kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"moving-average kernel must be odd and positive, got {kernel}")
+    pad = (kernel - 1) // 2
+    padded = F.pad(x.transpose(1, 2), (pad, pad), mode="replicate")
+    return F.avg_pool1d(padded, kernel, stride=1).transpose(1, 2)
+
+
+class LinearForecast(nn.Module):
+    """DLinear-like baseline: moving-average trend + remainder, each mapped lookback → horizon by a linear layer.
+
+    The two layers are shared across variables (as DLinear with ``individual=False``).
+    """
+
+    def __init__(self, seq_len: int, pred_len: int, targets: Sequence[int], kernel: int = 25) -> None:
+        super().__init__()
+        kernel = min(kernel, seq_len if seq_len % 2 else seq_len - 1)
+        self.seq_len, self.pred_len, self.targets, self.kernel = seq_len, pred_len, list(targets), max(kernel, 1)
+        self.seasonal = nn.Linear(seq_len, pred_len)
+        self.trend = nn.Linear(seq_len, pred_len)
+        for layer in (self.seasonal, self.trend):
+            nn.init.constant_(layer.weight, 1.0 / seq_len)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, inputs: Inputs) -> Tensor:
+        x, _, _ = _unpack(inputs)
+        _check_x(x, self.seq_len)
+        x = x[..., self.targets]
+        trend = moving_average(x, self.kernel)
+        out = self.seasonal((x - trend).transpose(1, 2)) + self.trend(trend.transpose(1, 2))
+        return out.transpose(1, 2)
+
+
+def detect_period(series: np.ndarray, max_period: Optional[int] = None, min_corr: float = 0.1) -> int:
+    """Dominant seasonal period of a 1-D series from the autocorrelation of its first difference.
+
+    Returns the lag (2..max_period) of the highest local maximum of the
+    autocorrelation if it exceeds ``min_corr``, else 1 (no seasonality: the
+    seasonal naive forecast is then the naive one).
+    """
+    y = np.asarray(series, dtype=np.float64).reshape(-1)
+    y = np.diff(y[np.isfinite(y)])
+    n = len(y)
+    max_period = min(max_period or n // 2, n // 2)
+    if max_period < 2:
+        return 1
+    y = y - y.mean()
+    spec = np.fft.rfft(y, 2 * n)
+    acf = np.fft.irfft(spec * np.conj(spec))[: max_period + 2]
+    if acf[0] <= 0:
+        return 1
+    acf = acf / acf[0]
+    lags = np.arange(2, max_period + 1)
+    peaks = lags[(acf[lags] > acf[lags - 1]) & (acf[lags] >= acf[lags + 1])]
+    if len(peaks) == 0:
+        return 1
+    best = int(peaks[np.argmax(acf[peaks])])
+    return best if acf[best] >= min_corr else 1
+
+
+# ----------------------------------------------------------------------------- training and evaluation helpers
+
+
+def forecast_loss(output: Tensor, target: Tensor) -> Tensor:
+    """MSE on the (normalised) scale of the data."""
+    return F.mse_loss(output, target)
+
+
+def forecast_loaders(data: Any, config: Any) -> dict[str, Any]:
+    """Engine loaders for a :class:`~unireplknet.data.timeseries.ForecastData`.
+
+    Train is shuffled, seeded and resumable (last partial batch dropped); val and
+    test keep their order and **every window** (``drop_last=False``). ``config``
+    is an :class:`unireplknet.engine.EngineConfig`.
+    """
+    from unireplknet.engine.loader import make_loader
+
+    batch = min(config.batch_size, len(data.train))
+    return {
+        "train": make_loader(data.train, config, train=True, batch_size=batch),
+        "val": make_loader(data.val, config, train=False),
+        "test": make_loader(data.test, config, train=False),
+    }
+
+
+@torch.no_grad()
+def _evaluate(
+    model: nn.Module, loader: Any, to_device: Callable[[Any], Any], meter: Any, autocast: Optional[Callable] = None
+) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    for inputs, target in loader:
+        inputs, target = to_device((inputs, target))
+        if autocast is not None:
+            with autocast():
+                pred = model(inputs)
+        else:
+            pred = model(inputs)
+        meter.update(pred.float(), target.float())
+    model.train(was_training)
+    return meter.compute()
+
+
+def _mover(device: Union[str, torch.device]) -> Callable[[Any], Any]:
+    def move(obj: Any) -> Any:
+        if isinstance(obj, Tensor):
+            return obj.to(device)
+        if isinstance(obj, Mapping):
+            return {k: move(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(move(v) for v in obj)
+        return obj
+
+    return move
+
+
+def evaluate_forecaster(
+    model: nn.Module, loader: Any, device: Union[str, torch.device] = "cpu", scaler: Any = None,
+    columns: Optional[Sequence[int]] = None,
+) -> dict[str, float]:
+    """Per-sample averaged MSE/MAE of ``model`` over ``loader`` (plus original units with a scaler)."""
+    from unireplknet.data.timeseries import ForecastMeter
+
+    return _evaluate(model.to(device), loader, _mover(device), ForecastMeter(scaler, columns))
+
+
+def make_evaluate_fn(scaler: Any = None, columns: Optional[Sequence[int]] = None) -> Callable[..., dict[str, float]]:
+    """An ``evaluate_fn(model, loader, ctx)`` for :class:`unireplknet.engine.Trainer` (keys mse, mae, n)."""
+    from unireplknet.data.timeseries import ForecastMeter
+
+    def evaluate_fn(model: nn.Module, loader: Any, ctx: Any) -> dict[str, float]:
+        return _evaluate(model, loader, ctx.to_device, ForecastMeter(scaler, columns), ctx.autocast)
+
+    return evaluate_fn
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: Any, indices: Sequence[int], device: Union[str, torch.device] = "cpu") -> Tensor:
+    """Forecasts for the windows ``indices`` of ``dataset``: len(indices) x pred_len x targets (on CPU)."""
+    move = _mover(device)
+    was_training = model.training
+    model.eval()
+    outs = []
+    for i in indices:
+        inputs, _ = dataset[i]
+        inputs = move({k: v.unsqueeze(0) for k, v in inputs.items()})
+        outs.append(model(inputs).cpu())
+    model.train(was_training)
+    return torch.cat(outs) if outs else torch.empty(0)

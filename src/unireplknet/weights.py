@@ -1,0 +1,332 @@
+"""Released checkpoints, safe loading and saving, and key mapping to and from the original layout.
+
+Checkpoints are untrusted input: ``.pth`` files are read with ``torch.load(weights_only=True)``
+(with ``argparse.Namespace`` allow-listed, as ConvNeXt-style trainers store their arguments),
+``.safetensors`` with safetensors; nothing pickled is ever executed.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+import torch
+from torch import nn
+
+from ._extras import require
+
+__all__ = [
+    "PretrainedWeights", "PRETRAINED", "HF_REPO", "list_pretrained", "get_pretrained", "resolve_pretrained",
+    "read_checkpoint", "unwrap_state_dict", "from_official", "to_official", "adapt_input_conv",
+    "load_weights", "save_weights", "CheckpointError", "WeightsUnavailableError",
+]
+
+_logger = logging.getLogger(__name__)
+
+HF_REPO = "DingXiaoH/UniRepLKNet"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Released weights could not be downloaded and are not in the local cache."""
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """One released checkpoint of the original authors."""
+
+    tag: str  # e.g. "unireplknet_s.in22k_ft_in1k_384"
+    filename: str  # file name in the Hugging Face repo ``HF_REPO``
+    num_classes: int
+    input_size: int
+    top1: Optional[float]  # ImageNet-1K top-1 reported by the authors
+    description: str
+    backbone_only: bool = False  # dense-task checkpoints: only the backbone is used
+
+    @property
+    def variant(self) -> str:
+        """Model name, e.g. ``unireplknet_s``."""
+        return self.tag.split(".")[0]
+
+
+def _build_table() -> Dict[str, PretrainedWeights]:
+    table: Dict[str, PretrainedWeights] = {}
+
+    def add(w: PretrainedWeights) -> None:
+        table[w.tag] = w
+
+    for v, acc in [("a", "77.03"), ("f", "78.58"), ("p", "80.23"), ("n", "81.64"), ("t", "83.21"), ("s", "83.91")]:
+        add(PretrainedWeights(f"unireplknet_{v}.in1k_224", f"unireplknet_{v}_in1k_224_acc{acc}.pth", 1000, 224,
+                              float(acc), "ImageNet-1K, 224"))
+    for v, size in [("s", 224), ("b", 224), ("l", 192), ("xl", 192)]:
+        add(PretrainedWeights(f"unireplknet_{v}.in22k", f"unireplknet_{v}_in22k_pretrain.pth", 21841, size, None,
+                              f"ImageNet-22K pretraining, {size}"))
+    for v, acc in [("s", "86.44"), ("b", "87.40"), ("l", "87.88"), ("xl", "87.96")]:
+        add(PretrainedWeights(f"unireplknet_{v}.in22k_ft_in1k_384", f"unireplknet_{v}_in22k_to_in1k_384_acc{acc}.pth",
+                              1000, 384, float(acc), "ImageNet-22K then 1K fine-tuning, 384"))
+    for tag, fname, desc in [
+        ("unireplknet_t.coco_cascade_mask_rcnn_3x", "casc_mask_rcnn_unireplknet_t_in1k_3x_coco_ap51.75.pth",
+         "COCO Cascade Mask R-CNN 3x backbone (box AP 51.7)"),
+        ("unireplknet_xl.coco_cascade_mask_rcnn_3x", "casc_mask_rcnn_unireplknet_xl_in22k_3x_coco_ap56.39.pth",
+         "COCO Cascade Mask R-CNN 3x backbone (box AP 56.4)"),
+        ("unireplknet_t.ade20k_upernet_512", "upernet_unireplknet_t_512_160k_ade20k_miou48.56.pth",
+         "ADE20K UperNet 512 backbone (mIoU 48.6)"),
+        ("unireplknet_b.ade20k_upernet_640", "upernet_unireplknet_b_in22k_640_160k_ade20k_miou53.52.pth",
+         "ADE20K UperNet 640 backbone (mIoU 53.5)"),
+    ]:
+        add(PretrainedWeights(tag, fname, 0, 512, None, desc, backbone_only=True))
+    return table
+
+
+#: every released checkpoint, by tag.
+PRETRAINED: Dict[str, PretrainedWeights] = _build_table()
+
+
+def list_pretrained(model_name: Optional[str] = None) -> List[str]:
+    """Tags of the released checkpoints, optionally only those of ``model_name``."""
+    return [t for t, w in PRETRAINED.items() if model_name is None or w.variant == model_name]
+
+
+def get_pretrained(tag: str, model_name: Optional[str] = None) -> PretrainedWeights:
+    """Look up a tag (``"unireplknet_s.in1k_224"`` or, given ``model_name``, just ``"in1k_224"``)."""
+    full = tag if "." in tag or model_name is None else f"{model_name}.{tag}"
+    if full not in PRETRAINED:
+        valid = list_pretrained(model_name) or list(PRETRAINED)
+        raise ValueError(f"unknown pretrained tag {tag!r}; valid tags: {', '.join(valid)}")
+    w = PRETRAINED[full]
+    if model_name is not None and w.variant != model_name:
+        raise ValueError(f"pretrained tag {full!r} is for {w.variant}, not {model_name}")
+    return w
+
+
+def resolve_pretrained(weights: PretrainedWeights) -> Path:
+    """Local path of a released checkpoint: the Hugging Face cache, downloading if allowed.
+
+    Raises :class:`WeightsUnavailableError` with instructions when offline and not cached.
+    """
+    hub = require("huggingface_hub", "hub", "downloading released weights")
+    try:
+        return Path(hub.hf_hub_download(repo_id=HF_REPO, filename=weights.filename))
+    except Exception as e:  # offline, no cache, hub errors
+        raise WeightsUnavailableError(
+            f"could not get {weights.filename} for {weights.tag} from the Hugging Face repo {HF_REPO} "
+            f"({type(e).__name__}: {e}). Download that file on a machine with access and pass its path instead: "
+            f"pretrained='/path/to/{weights.filename}' (or place it in the Hugging Face cache)."
+        ) from e
+
+
+def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
+    """Read a ``.pth``/``.pt``/``.bin`` or ``.safetensors`` file without executing pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if path.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"):
+        st = require("safetensors.torch", "hub", "reading .safetensors checkpoints")
+        try:
+            return dict(st.load_file(str(path)))
+        except Exception as e:
+            raise CheckpointError(f"could not read safetensors checkpoint {path}: {e}") from e
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        msg = str(e)
+        if "weights_only" in msg or "Unsupported global" in msg or "GLOBAL" in msg:
+            raise CheckpointError(
+                f"refused to load {path}: it contains pickled objects that could run code "
+                f"(only tensors, containers and argparse.Namespace are allowed). First line of the reason: "
+                f"{msg.strip().splitlines()[0]}"
+            ) from e
+        raise CheckpointError(f"could not read checkpoint {path} (corrupt, truncated or not a checkpoint): {e}") from e
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state_dict or a dict containing one")
+    return dict(obj)
+
+
+def unwrap_state_dict(obj: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
+    """Find the model weights in a checkpoint dict.
+
+    Handles bare state_dicts, ``{'model': ...}``, ``{'state_dict': ...}`` (mm-style, with a
+    ``backbone.`` prefix), ``{'model_ema': ...}`` and ``module.`` prefixes from DDP.
+    """
+    sd: Any = obj
+    for key in ("model", "state_dict", "model_ema", "module"):
+        if isinstance(sd, Mapping) and key in sd and isinstance(sd[key], Mapping):
+            sd = sd[key]
+            break
+    tensors = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError("no tensors found in the checkpoint (expected a state_dict)")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    if any(k.startswith("backbone.") for k in tensors):
+        tensors = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
+    return tensors
+
+
+_OFFICIAL_BRANCH = re.compile(r"\.dil_(conv|bn)_k(\d+)_(\d+)\.")
+_PROJECT_BRANCH = re.compile(r"\.branches\.k(\d+)_(\d+)\.(conv|bn)\.")
+
+
+def from_official(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Rename the original's Dilated Reparam Block branch keys (``dil_conv_k5_1``) to this package's.
+
+    Every other key is identical in both layouts. Idempotent.
+    """
+    return {_OFFICIAL_BRANCH.sub(lambda m: f".branches.k{m[2]}_{m[3]}.{m[1]}.", k): v for k, v in state_dict.items()}
+
+
+def to_official(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Inverse of :func:`from_official`: the original implementation's key names."""
+    return {_PROJECT_BRANCH.sub(lambda m: f".dil_{m[3]}_k{m[1]}_{m[2]}.", k): v for k, v in state_dict.items()}
+
+
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """Adapt a first-conv kernel trained on 3 channels to ``in_chans`` (timm's rule).
+
+    1 channel: the sum over RGB; more: RGB repeated and rescaled by ``3 / in_chans``.
+    """
+    src = weight.shape[1]
+    if in_chans == src:
+        return weight
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    reps = -(-in_chans // src)
+    return weight.repeat(1, reps, 1, 1)[:, :in_chans] * (src / in_chans)
+
+
+def _is_deploy(sd: Mapping[str, torch.Tensor]) -> Optional[bool]:
+    if any(k.endswith("pwconv2.2.running_mean") for k in sd):
+        return False
+    if any(k.endswith("pwconv2.0.bias") for k in sd):
+        return True
+    return None
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_weights` did."""
+
+    missing: List[str]
+    unexpected: List[str]
+    dropped: List[str]
+    adapted: List[str]
+
+
+def _fmt_keys(keys: List[str], n: int = 8) -> str:
+    more = f" ... and {len(keys) - n} more" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def load_weights(
+    model: nn.Module,
+    source: Union[str, os.PathLike, Mapping[str, Any]],
+    strict: bool = True,
+) -> LoadReport:
+    """Load a checkpoint (path or dict, original or project layout, train or deploy structure) into ``model``.
+
+    * A classifier of another size is dropped with a warning (the model keeps its fresh head).
+    * A stem trained on 3 channels is adapted to the model's ``in_chans``.
+    * A deploy-structure checkpoint re-parameterises a train-structure model first; a train-structure
+      checkpoint is fused on the fly for a deploy-structure :class:`~unireplknet.model.UniRepLKNet`.
+    * ``norm``/``head`` are ignored by a feature backbone; its ``norm{i}`` keep their init if absent.
+    * Other shape mismatches and (when ``strict``) missing/unexpected keys raise :class:`CheckpointError`.
+    """
+    from .model import UniRepLKNet, UniRepLKNetFeatures
+
+    name = str(source) if not isinstance(source, Mapping) else "state_dict"
+    raw = read_checkpoint(source) if not isinstance(source, Mapping) else dict(source)
+    sd = from_official(unwrap_state_dict(raw))
+    model_deploy = all(getattr(b, "deployed", True) for b in model.modules() if hasattr(b, "pwconv2"))
+    ckpt_deploy = _is_deploy(sd)
+    if ckpt_deploy is True and not model_deploy:
+        _logger.warning("%s holds re-parameterized (deploy) weights: switching the model to the deploy structure", name)
+        model.reparameterize()  # type: ignore[operator]
+    elif ckpt_deploy is False and model_deploy and isinstance(model, UniRepLKNet):
+        twin = UniRepLKNet(
+            in_chans=model.in_chans, num_classes=model.num_classes, depths=model.depths, dims=model.dims,
+            kernel_sizes=model.kernel_sizes, global_pool=model.global_pool,
+            layer_scale_init_value=1e-6 if any(k.endswith(".gamma") and ".act." not in k for k in sd) else 0.0,
+        )
+        report = load_weights(twin, sd, strict=strict)
+        twin.eval().reparameterize()
+        model.load_state_dict(twin.state_dict())
+        return report
+    target = model.state_dict()
+    dropped: List[str] = []
+    adapted: List[str] = []
+    if isinstance(model, UniRepLKNetFeatures):
+        for k in [k for k in sd if k.startswith(("norm.", "head.", "head_drop."))]:
+            sd.pop(k)
+        for k in [k for k in sd if re.match(r"^(downsample_layers|stages|norm)\.?(\d+)", k) and k not in target]:
+            sd.pop(k)  # stages/norms beyond the last out_index
+    stem = "downsample_layers.0.0.weight"
+    if stem in sd and stem in target and sd[stem].shape[1] != target[stem].shape[1]:
+        _logger.info("adapting %s from %d to %d input channels", stem, sd[stem].shape[1], target[stem].shape[1])
+        sd[stem] = adapt_input_conv(sd[stem], target[stem].shape[1])
+        adapted.append(stem)
+    for k in ("head.weight", "head.bias"):
+        if k in sd and (k not in target or sd[k].shape != target[k].shape):
+            dropped.append(k)
+            sd.pop(k)
+    if dropped:
+        _logger.warning("%s: classifier has another number of classes; dropped %s (the model keeps its new head)",
+                        name, ", ".join(dropped))
+    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}"
+                  for k, v in sd.items() if k in target and v.shape != target[k].shape]
+    if mismatched:
+        raise CheckpointError(
+            f"{name} does not fit this model ({len(mismatched)} shape mismatches, another variant?): "
+            f"{_fmt_keys(mismatched)}"
+        )
+    missing = [k for k in target if k not in sd and not k.endswith("num_batches_tracked")
+               and not (k.startswith("head.") and dropped)]
+    if isinstance(model, UniRepLKNetFeatures):
+        missing = [k for k in missing if not re.match(r"^norm\d\.", k)]
+    unexpected = [k for k in sd if k not in target]
+    if strict and (missing or unexpected):
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {_fmt_keys(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {_fmt_keys(unexpected)}")
+        raise CheckpointError(f"{name} does not match the model: " + "; ".join(parts))
+    if missing or unexpected:
+        _logger.warning("%s: %d missing and %d unexpected keys ignored", name, len(missing), len(unexpected))
+    model.load_state_dict(sd, strict=False)
+    return LoadReport(missing, unexpected, dropped, adapted)
+
+
+def save_weights(
+    state: Union[nn.Module, Mapping[str, torch.Tensor]], path: Union[str, os.PathLike], official_keys: bool = False
+) -> Path:
+    """Write weights atomically: safetensors for ``.safetensors`` paths, else a tensors-only ``torch.save``."""
+    path = Path(path)
+    sd = state.state_dict() if isinstance(state, nn.Module) else dict(state)
+    sd = {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+    if official_keys:
+        sd = to_official(sd)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if path.suffix == ".safetensors":
+            st = require("safetensors.torch", "hub", "saving .safetensors files")
+            st.save_file(sd, tmp)
+        else:
+            torch.save(sd, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
