@@ -19,6 +19,15 @@ from unireplknet.tasks.forecasting import (
     moving_average,
 )
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run faster on one thread on a shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32), kernel_sizes=((3,), (3,), (3,), (3,)))
 
 
@@ -154,6 +163,11 @@ def test_detect_period():
     assert detect_period(np.sin(2 * np.pi * t / 52), max_period=100) == 52
     assert detect_period(np.cumsum(rng.normal(size=600))) == 1  # a random walk has no season
     assert detect_period(np.ones(3)) == 1
+    assert detect_period(rng.normal(size=600)) == 1  # white noise
+    import statsmodels.datasets as sm_data  # weekly CO2 shipped with statsmodels: a yearly season
+
+    co2 = sm_data.co2.load_pandas().data["co2"].ffill().to_numpy()
+    assert detect_period(co2[:1598], max_period=104) == 52
 
 
 def test_moving_average_and_linear_baseline():

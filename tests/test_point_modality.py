@@ -144,17 +144,22 @@ def test_sample_surface_is_area_weighted_and_on_the_mesh():
 
 # ----------------------------------------------------------------------------- projection
 def test_projection_pixels_depths_and_empty_background():
-    # points at known positions; along x the image columns follow y and the rows follow z (up)
+    # cameras on +x, +y, +z with y up: along x the columns follow -z and the rows y (top row = +y)
     pts = torch.tensor([[1.0, -1.0, 1.0], [-1.0, -1.0, 1.0], [0.0, 1.0, -1.0]])
     img = project_depth(pts, 8)
     assert img.shape == (3, 8, 8)
-    # view along x: (y=-1, z=1) → top-left pixel; two points there, the nearer (x=1) wins
-    assert img[0, 0, 0] == pytest.approx(NEAR_VALUE)
-    assert img[0, 7, 7] == pytest.approx(FAR_VALUE + (NEAR_VALUE - FAR_VALUE) * 0.5)
+    mid = FAR_VALUE + (NEAR_VALUE - FAR_VALUE) * 0.5
+    # view along x: points 1 and 2 share the bottom-left pixel, the nearer one (x=1) wins
+    assert img[0, 7, 0] == pytest.approx(NEAR_VALUE)
+    assert img[0, 0, 7] == pytest.approx(mid)
     assert int((img[0] > 0).sum()) == 2
+    # view along y (top view, -z up): columns follow x, rows follow z
+    assert img[1, 7, 7] == pytest.approx(FAR_VALUE) and img[1, 7, 0] == pytest.approx(FAR_VALUE)
+    assert img[1, 0, 4] == pytest.approx(NEAR_VALUE)
     # view along z: columns follow x, rows follow y; point 3 has z=-1 → farthest value
-    assert img[2, 0, 3:5].max() == pytest.approx(FAR_VALUE)
-    assert float(img.min()) == 0.0 and int((img == 0).sum()) == 3 * 64 - int((img > 0).sum())
+    assert img[2, 0, 4] == pytest.approx(FAR_VALUE)
+    assert img[2, 7, 7] == pytest.approx(NEAR_VALUE) and img[2, 7, 0] == pytest.approx(NEAR_VALUE)
+    assert float(img.min()) == 0.0 and int((img > 0).sum()) == 8
 
 
 def test_projection_zbuffer_keeps_the_nearest_point_among_many():
@@ -185,7 +190,7 @@ def test_projection_batched_equals_per_cloud_default_224_and_splat():
 
 def test_projection_clamps_points_outside_the_extent():
     img = project_depth(torch.tensor([[0.0, 5.0, 0.0]]), 8)
-    assert img[0, :, 7].max() > 0  # y=5 clamps to the right border of the x-view
+    assert img[0, 0, :].max() > 0  # y=5 clamps to the top border of the x-view
 
 
 def test_soft_projection_is_differentiable_and_close_to_hard():

@@ -10,6 +10,7 @@ import logging
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -87,6 +88,8 @@ class UniRepLKNetBlock(nn.Module):
         use_sync_bn: SyncBatchNorm instead of BatchNorm2d.
         ffn_factor: hidden expansion of the FFN.
     """
+
+    __jit_unused_properties__ = ["deployed"]
 
     def __init__(
         self,
@@ -223,6 +226,17 @@ class FeatureInfo(list):
         return [dict(f) for f in self]
 
 
+def check_input(x: torch.Tensor, in_chans: int) -> None:
+    """Raise ``ValueError`` unless ``x`` is ``B x in_chans x H x W``."""
+    if x.dim() != 4:
+        raise ValueError(f"expected a 4-D input (B, C, H, W), got shape {list(x.shape)}")
+    if x.shape[1] != in_chans:
+        raise ValueError(f"expected input with in_chans={in_chans} channels, got {x.shape[1]} (shape {list(x.shape)})")
+
+
+torch.fx.wrap("check_input")  # a leaf for FX tracing (timm feature extraction, torchvision's graph tools)
+
+
 def _init_weights(m: nn.Module) -> None:
     if isinstance(m, (nn.Conv2d, nn.Linear)):
         nn.init.trunc_normal_(m.weight, std=0.02)
@@ -268,6 +282,8 @@ class UniRepLKNet(nn.Module):
         grad_checkpointing: recompute blocks in backward to save memory.
         device, dtype: where and in which dtype to create the parameters.
     """
+
+    __jit_unused_properties__ = ["deployed"]
 
     def __init__(
         self,
@@ -354,19 +370,13 @@ class UniRepLKNet(nn.Module):
 
     # ----------------------------------------------------------------- forward
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4:
-            raise ValueError(f"expected a 4-D input (B, C, H, W), got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_chans:
-            raise ValueError(
-                f"expected input with in_chans={self.in_chans} channels, got {x.shape[1]} (input shape {tuple(x.shape)})"
-            )
+        check_input(x, self.in_chans)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem and four stages: ``B x num_features x H/32 x W/32``."""
         self._check_input(x)
-        for i in range(len(self.stages)):
-            x = self.downsample_layers[i](x)
-            x = self.stages[i](x)
+        for down, stage in zip(self.downsample_layers, self.stages):
+            x = stage(down(x))
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -525,10 +535,7 @@ class UniRepLKNetFeatures(nn.Module):
         self.grad_checkpointing = model.grad_checkpointing
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(
-                f"expected input with in_chans={self.in_chans} channels as (B, C, H, W), got shape {tuple(x.shape)}"
-            )
+        check_input(x, self.in_chans)
         outs: List[torch.Tensor] = []
         for i, (down, stage) in enumerate(zip(self.downsample_layers, self.stages)):
             x = stage(down(x))

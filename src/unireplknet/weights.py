@@ -72,17 +72,17 @@ def _build_table() -> Dict[str, PretrainedWeights]:
     for v, acc in [("s", "86.44"), ("b", "87.40"), ("l", "87.88"), ("xl", "87.96")]:
         add(PretrainedWeights(f"unireplknet_{v}.in22k_ft_in1k_384", f"unireplknet_{v}_in22k_to_in1k_384_acc{acc}.pth",
                               1000, 384, float(acc), "ImageNet-22K then 1K fine-tuning, 384"))
-    for tag, fname, desc in [
-        ("unireplknet_t.coco_cascade_mask_rcnn_3x", "casc_mask_rcnn_unireplknet_t_in1k_3x_coco_ap51.75.pth",
+    for tag, fname, size, desc in [
+        ("unireplknet_t.coco_cascade_mask_rcnn_3x", "casc_mask_rcnn_unireplknet_t_in1k_3x_coco_ap51.75.pth", 800,
          "COCO Cascade Mask R-CNN 3x backbone (box AP 51.7)"),
-        ("unireplknet_xl.coco_cascade_mask_rcnn_3x", "casc_mask_rcnn_unireplknet_xl_in22k_3x_coco_ap56.39.pth",
+        ("unireplknet_xl.coco_cascade_mask_rcnn_3x", "casc_mask_rcnn_unireplknet_xl_in22k_3x_coco_ap56.39.pth", 800,
          "COCO Cascade Mask R-CNN 3x backbone (box AP 56.4)"),
-        ("unireplknet_t.ade20k_upernet_512", "upernet_unireplknet_t_512_160k_ade20k_miou48.56.pth",
-         "ADE20K UperNet 512 backbone (mIoU 48.6)"),
-        ("unireplknet_b.ade20k_upernet_640", "upernet_unireplknet_b_in22k_640_160k_ade20k_miou53.52.pth",
-         "ADE20K UperNet 640 backbone (mIoU 53.5)"),
+        ("unireplknet_t.ade20k_upernet_512", "upernet_unireplknet_t_512_160k_ade20k_miou48.56.pth", 512,
+         "ADE20K UperNet backbone (mIoU 48.6)"),
+        ("unireplknet_b.ade20k_upernet_640", "upernet_unireplknet_b_in22k_640_160k_ade20k_miou53.52.pth", 640,
+         "ADE20K UperNet backbone (mIoU 53.5)"),
     ]:
-        add(PretrainedWeights(tag, fname, 0, 512, None, desc, backbone_only=True))
+        add(PretrainedWeights(tag, fname, 0, size, None, desc, backbone_only=True))
     return table
 
 

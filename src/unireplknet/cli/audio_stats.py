@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         paths = paths[: args.max_files]
     args.audio_mean, args.audio_std = 0.0, 1.0  # unused by the statistics
     config = audio_config_from_args(args)
+    count = len(paths)
     try:
         from tqdm import tqdm
 
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     mean, std = log_mel_stats(paths, config)
-    print(f"files: {len(items) if args.max_files is None else min(args.max_files, len(items))}")
+    print(f"files: {count}")
     print(f"audio_mean: {mean:.6f}")
     print(f"audio_std: {std:.6f}")
     print(f"flags: --audio-mean {mean:.6f} --audio-std {std:.6f}")

@@ -1,6 +1,7 @@
 """Reading audio files (WAV/FLAC/OGG/MP3 through soundfile) and resampling in torch."""
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Union
@@ -56,9 +57,9 @@ def load_audio(path: PathLike, sample_rate: int | None = None, *, allow_resample
     return wave
 
 
-def _sinc_kernel(orig: int, new: int, zero_crossings: int, rolloff: float,
-                 device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, int]:
-    """Hann-windowed sinc low-pass, one row per output phase: ``new x 1 x (2 * reach + orig)``."""
+@functools.lru_cache(maxsize=16)
+def _sinc_kernel(orig: int, new: int, zero_crossings: int, rolloff: float) -> tuple[torch.Tensor, int]:
+    """Hann-windowed sinc low-pass, one row per output phase: ``new x 1 x (2 * reach + orig)`` (float64, CPU)."""
     cutoff = min(orig, new) * rolloff / orig  # low-pass cut-off, in cycles per input sample x 2
     reach = math.ceil(zero_crossings / cutoff)  # input samples on each side of an output sample
     offsets = torch.arange(-reach, reach + orig, dtype=torch.float64)
@@ -66,7 +67,7 @@ def _sinc_kernel(orig: int, new: int, zero_crossings: int, rolloff: float,
     tau = phases - offsets  # distance (input samples) from each output time to each input sample
     window = torch.cos(tau.clamp(-reach, reach) * math.pi / (2 * reach)).pow(2)
     kernel = cutoff * torch.sinc(cutoff * tau) * window
-    return kernel.unsqueeze(1).to(device, dtype), reach
+    return kernel.unsqueeze(1), reach
 
 
 def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int, *, zero_crossings: int = 16,
@@ -82,7 +83,8 @@ def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int, *, zero_cros
         return waveform
     g = math.gcd(int(orig_rate), int(new_rate))
     orig, new = int(orig_rate) // g, int(new_rate) // g
-    kernel, reach = _sinc_kernel(orig, new, zero_crossings, rolloff, waveform.device, waveform.dtype)
+    kernel, reach = _sinc_kernel(orig, new, zero_crossings, float(rolloff))
+    kernel = kernel.to(waveform.device, waveform.dtype)
     lead, n = waveform.shape[:-1], waveform.shape[-1]
     x = F.pad(waveform.reshape(-1, 1, n), (reach, reach + orig))
     y = F.conv1d(x, kernel, stride=orig)  # B x new x blocks: output q*new + j is y[:, j, q]

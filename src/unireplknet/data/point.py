@@ -49,6 +49,7 @@ __all__ = [
     "PointPipeline",
     "PointCloudDataset",
     "load_splits",
+    "demo_splits",
     "pipeline_from_args",
     "add_train_args",
     "build_task_data",
@@ -68,9 +69,12 @@ LAYOUTS = ("auto", "modelnet_h5", "scanobjectnn_h5", "modelnet_resampled", "clas
 class PointPipeline:
     """Cloud (``N × C`` array/tensor) → backbone-ready depth views.
 
-    ``train=True`` applies ``augment``; otherwise the sampling is deterministic
-    (FPS from the first point, or a seeded random subset) and ``views > 1`` gives
-    ``views × 3 × H × W`` rotation-voting stacks.
+    Two stages: :meth:`base` is deterministic and can be cached (FPS from the
+    first point, then unit-sphere normalisation); :meth:`views` draws the rest.
+    For training with FPS the base keeps ``oversample × num_points`` points and
+    each epoch takes a random ``num_points`` of them (the original's 4800 → 4096),
+    then applies ``augment``. Evaluation is deterministic, and ``views > 1``
+    gives ``views × 3 × H × W`` rotation-voting stacks.
     """
 
     num_points: int = 1024
@@ -80,6 +84,7 @@ class PointPipeline:
     augment: Optional[PointAugment] = field(default_factory=PointAugment)
     views: int = 1
     up_axis: str = "y"
+    oversample: float = 1.2
 
     def __post_init__(self) -> None:
         if self.num_points < 1:
@@ -88,20 +93,24 @@ class PointPipeline:
             raise ValueError(f"sampling must be 'fps' or 'random', got {self.sampling!r}")
         if self.views < 1:
             raise ValueError(f"views must be >= 1, got {self.views}")
+        if self.oversample < 1:
+            raise ValueError(f"oversample must be >= 1, got {self.oversample}")
 
-    def prepare(self, cloud: Any, *, train: bool, seed: int = 0) -> torch.Tensor:
-        """Sample and normalise one cloud to ``num_points × 3`` in the unit sphere."""
+    def base(self, cloud: Any, *, train: bool) -> torch.Tensor:
+        """Deterministic part: validated xyz, FPS-reduced (``sampling='fps'``), unit-sphere normalised."""
         pts = check_points(torch.as_tensor(np.asarray(cloud)) if not isinstance(cloud, torch.Tensor) else cloud)
         if pts.dim() != 2:
             raise ValueError(f"expected one cloud of shape (N, C), got {tuple(pts.shape)}")
         pts = pts[:, :3].float()
-        gen = None if train else torch.Generator().manual_seed(seed)
-        pts = sample_points(pts, self.num_points, self.sampling, generator=gen, random_start=train)
+        if self.sampling == "fps":
+            keep = int(np.ceil(self.num_points * self.oversample)) if train else self.num_points
+            if pts.shape[0] > keep:
+                pts = sample_points(pts, keep, "fps", random_start=False)
         return normalize(pts)
 
-    def __call__(self, cloud: Any, *, train: bool, seed: int = 0) -> torch.Tensor:
-        """``3 × H × W`` (training, or evaluation with one view) or ``V × 3 × H × W``."""
-        pts = self.prepare(cloud, train=train, seed=seed)
+    def views_of(self, base: torch.Tensor, *, train: bool, seed: int = 0) -> torch.Tensor:
+        """``3 × H × W`` (training, or evaluation with one view) or ``V × 3 × H × W`` from a :meth:`base` cloud."""
+        pts = self._subset(base, train=train, seed=seed)
         if train:
             if self.augment is not None:
                 pts = fit_unit_sphere(self.augment(pts))
@@ -111,25 +120,48 @@ class PointPipeline:
         turned = rotate(pts.unsqueeze(0), voting_rotations(self.views, up_axis=self.up_axis))
         return project_depth(turned, self.resolution, splat=self.splat)
 
+    def prepare(self, cloud: Any, *, train: bool = False, seed: int = 0) -> torch.Tensor:
+        """The ``num_points × 3`` normalised cloud that is projected (without augmentation)."""
+        return self._subset(self.base(cloud, train=train), train=train, seed=seed)
+
+    def _subset(self, base: torch.Tensor, *, train: bool, seed: int) -> torch.Tensor:
+        """Exactly ``num_points`` of a base cloud: random (seeded by ``seed`` unless training), renormalised."""
+        if base.shape[0] == self.num_points:
+            return base
+        gen = None if train else torch.Generator().manual_seed(seed)
+        return normalize(sample_points(base, self.num_points, "random", generator=gen))
+
+    def __call__(self, cloud: Any, *, train: bool, seed: int = 0) -> torch.Tensor:
+        """Both stages at once (``predict`` and one-off use)."""
+        return self.views_of(self.base(cloud, train=train), train=train, seed=seed)
+
 
 class PointCloudDataset(Dataset):
     """Map-style dataset of ``(views, label)`` from a :class:`PointSplit` through a :class:`PointPipeline`.
 
+    The deterministic :meth:`PointPipeline.base` of each cloud is cached in
+    memory (per worker) when ``cache`` is true, so FPS and file reading run once.
     Training randomness comes from torch's global generator (seeded per sample
     by the engine); evaluation items are deterministic.
     """
 
-    def __init__(self, split: PointSplit, pipeline: PointPipeline, *, train: bool) -> None:
+    def __init__(self, split: PointSplit, pipeline: PointPipeline, *, train: bool, cache: bool = True) -> None:
         self.split = split
         self.pipeline = pipeline
         self.train = train
+        self.cache = cache
+        self._bases: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.split)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        cloud = self.split.get(index)
-        return self.pipeline(cloud, train=self.train, seed=index), int(self.split.labels[index])
+        base = self._bases.get(index)
+        if base is None:
+            base = self.pipeline.base(self.split.get(index), train=self.train)
+            if self.cache:
+                self._bases[index] = base
+        return self.pipeline.views_of(base, train=self.train, seed=index), int(self.split.labels[index])
 
 
 def _stratified_split(split: PointSplit, fraction: float, seed: int) -> tuple[PointSplit, PointSplit]:
@@ -192,6 +224,15 @@ def load_splits(
     if val_data:
         return tr, read_class_folders(val_data, class_names=tr.class_names)
     return _stratified_split(tr, val_fraction, seed)
+
+
+def demo_splits(per_class: int, val_per_class: int, *, seed: int = 0,
+                num_points: int = 1024) -> tuple[PointSplit, PointSplit]:
+    """Train and validation splits of the built-in demo (primitive shapes, disjoint random streams)."""
+    from unireplknet.data.point_shapes import make_shapes
+
+    return (make_shapes(per_class, num_points, seed=seed * 2 + 1),
+            make_shapes(val_per_class, num_points, seed=seed * 2 + 2))
 
 
 # ----------------------------------------------------------------------------- engine plug-in
@@ -310,11 +351,8 @@ def build_task_data(args: argparse.Namespace) -> TaskData:
     data = getattr(args, "data", None)
     seed = int(getattr(args, "seed", 0) or 0)
     if data is None:
-        from unireplknet.data.point_shapes import make_shapes
-
-        n = max(int(_get(args, "num_points")), 1024)
-        train_split = make_shapes(int(_get(args, "demo_per_class")), n, seed=seed * 2 + 1)
-        val_split = make_shapes(int(_get(args, "demo_val_per_class")), n, seed=seed * 2 + 2)
+        train_split, val_split = demo_splits(int(_get(args, "demo_per_class")),
+                                             int(_get(args, "demo_val_per_class")), seed=seed)
     else:
         train_split, val_split = load_splits(
             str(data), getattr(args, "val_data", None), layout=_get(args, "layout"),

@@ -52,6 +52,7 @@ __all__ = [
     "build_forecast_data",
     "GlobalWeatherWindows",
     "load_global_weather",
+    "build_global_weather_data",
 ]
 
 logger = logging.getLogger(__name__)
@@ -369,9 +370,9 @@ class ForecastWindows(Dataset):
 class ForecastData:
     """The three window datasets of one series and what is needed to interpret them."""
 
-    train: ForecastWindows
-    val: ForecastWindows
-    test: ForecastWindows
+    train: Any  # ForecastWindows (or GlobalWeatherWindows)
+    val: Any
+    test: Any
     columns: list[str]
     targets: list[int]
     scaler: Optional[StandardScaler]
@@ -568,6 +569,16 @@ class GlobalWeatherWindows(Dataset):
         self.static = torch.from_numpy(z.reshape(n_st // group_size, group_size * coords.shape[1]).astype(np.float32))
         self.group_size = group_size
 
+    @property
+    def values(self) -> torch.Tensor:
+        """The station series (T x N)."""
+        return self.windows.values
+
+    @property
+    def marks(self) -> torch.Tensor:
+        """The calendar features (T x F)."""
+        return self.windows.marks
+
     def __len__(self) -> int:
         return len(self.windows)
 
@@ -603,3 +614,21 @@ def load_global_weather(
         marks = time_features(pd.DatetimeIndex(pd.to_datetime(stamps.reshape(-1))), "h")
     return GlobalWeatherWindows(values.astype(np.float32), marks, coords.astype(np.float64), seq_len, pred_len,
                                 label_len, group_size)
+
+
+def build_global_weather_data(
+    root: Union[str, Path], name: str = "temp", seq_len: int = 48, pred_len: int = 24, label_len: int = 24,
+    group_size: int = 11,
+) -> ForecastData:
+    """The train/val/test splits of Global Temp or Global Wind as a :class:`ForecastData`.
+
+    Every station is a target, values stay in the files' units (no scaler),
+    and items carry the per-node ``static`` coordinates.
+    """
+    sets = [load_global_weather(root, name, flag, seq_len, pred_len, label_len, group_size)
+            for flag in ("train", "val", "test")]
+    n_st = int(sets[0].values.shape[1])
+    return ForecastData(
+        *sets, columns=[f"station_{i}" for i in range(n_st)], targets=list(range(n_st)), scaler=None, freq="h",
+        borders=[], seq_len=seq_len, pred_len=pred_len, label_len=label_len, features="M",
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, Optional
 
-__all__ = ["EngineConfig", "DEFAULTS"]
+__all__ = ["EngineConfig", "DEFAULTS", "load_config_file", "check_keys"]
 
 
 @dataclass
@@ -42,6 +42,7 @@ class EngineConfig:
     channels_last: bool = False
     seed: int = 0
     num_workers: int = 2
+    num_threads: Optional[int] = None
     device: str = "auto"
     metric: str = "acc1"
     metric_mode: str = "max"
@@ -85,3 +86,37 @@ class EngineConfig:
 
 
 DEFAULTS: dict[str, Any] = EngineConfig().to_dict()
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Read a YAML (or JSON) config file into a dict of config keys; clear errors for bad files."""
+    from pathlib import Path
+
+    from .._extras import require
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file not found: {p}")
+    yaml = require("yaml", "train", "YAML config files")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"cannot parse {p}: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{p} must hold a mapping of config keys, not {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def check_keys(values: Mapping[str, Any], known: set[str], where: str) -> None:
+    """ValueError naming every key of ``values`` that is not in ``known``."""
+    unknown = sorted(set(values) - known)
+    if unknown:
+        import difflib
+
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, sorted(known), n=1)
+            hints.append(f"{k} (did you mean {close[0]}?)" if close else k)
+        raise ValueError(f"unknown config key(s) in {where}: {', '.join(hints)}")

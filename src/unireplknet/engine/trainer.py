@@ -102,6 +102,8 @@ class Trainer:
         self.full_config = dict(full_config) if full_config is not None else self.cfg.to_dict()
         self.extra_state = extra_state or {}
         self.info = get_info()
+        if self.cfg.num_threads:
+            torch.set_num_threads(self.cfg.num_threads)
         self.device = resolve_device(self.cfg.device, self.info.local_rank)
         self.run_dir = Path(run_dir)
         self.train_loader, self.val_loader = train_loader, val_loader

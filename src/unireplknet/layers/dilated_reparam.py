@@ -90,6 +90,8 @@ class DilatedReparamBlock(nn.Module):
         use_sync_bn: use ``nn.SyncBatchNorm`` (2-D and 3-D only).
     """
 
+    __jit_unused_properties__ = ["deployed"]
+
     def __init__(
         self,
         channels: int,

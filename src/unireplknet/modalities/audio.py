@@ -14,6 +14,7 @@ width axis), which is what the original model sees after its transpose.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -188,7 +189,7 @@ def kaldi_fbank(waveform: torch.Tensor, sample_rate: int, options: Optional[Fban
     """
     opts = options or FbankOptions()
     if overrides:
-        opts = FbankOptions(**{**opts.__dict__, **overrides})
+        opts = dataclasses.replace(opts, **overrides)
     if not torch.is_floating_point(waveform):
         raise ValueError(f"waveform must be a floating-point tensor, got dtype {waveform.dtype}")
     size, shift, fft_size = opts.frame_sizes(sample_rate)

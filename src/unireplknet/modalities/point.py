@@ -50,8 +50,9 @@ AXES = {"x": 0, "y": 1, "z": 2}
 # "nothing" stay distinguishable.
 NEAR_VALUE = 1.0
 FAR_VALUE = 0.2
-# For the view along axis k: (depth axis, image-column axis, image-row axis, row pointing up).
-_VIEWS = ((0, 1, 2), (1, 2, 0), (2, 0, 1))
+# Views as seen by a camera on the +x, +y and +z axis looking at the origin, y up (the top view
+# along y has -z up): (depth axis, column axis, column sign, row axis, row sign).
+_VIEWS = ((0, 2, -1, 1, 1), (1, 0, 1, 2, -1), (2, 0, 1, 1, 1))
 
 
 def check_points(points: ArrayLike, *, min_points: int = 1, name: str = "points") -> torch.Tensor:
@@ -257,8 +258,9 @@ def project_depth(
     """Three orthographic depth views along x, y and z: ``B × 3 × H × W`` (or ``3 × H × W`` unbatched).
 
     Coordinates in ``[-extent, extent]`` fill the canvas (points outside are
-    clamped to the border). The view along axis k looks from +k towards the
-    origin; each pixel keeps the nearest point (z-buffer), with value
+    clamped to the border). The view along axis k is what a camera on the +k
+    axis sees looking at the origin, with y up (the top view along y has -z
+    up); each pixel keeps the nearest point (z-buffer), with value
     ``FAR_VALUE`` (depth ``-extent``) … ``NEAR_VALUE`` (depth ``+extent``) and 0
     where no point falls. ``splat`` (odd) spreads each point over a ``splat ×
     splat`` square, still z-buffered.
@@ -277,26 +279,29 @@ def project_depth(
     xyz, added = _batched(pts[..., :3])
     b, n, _ = xyz.shape
     unit = _pixel_grid(xyz, extent)  # B, N, 3 in [0, 1]
-    depth_ax = torch.tensor([v[0] for v in _VIEWS], device=xyz.device)
-    col_ax = torch.tensor([v[1] for v in _VIEWS], device=xyz.device)
-    row_ax = torch.tensor([v[2] for v in _VIEWS], device=xyz.device)
-    # B, 3 views, N
-    depth = unit[..., depth_ax].transpose(1, 2)
-    value = FAR_VALUE + (NEAR_VALUE - FAR_VALUE) * depth
-    # Continuous pixel positions (pixel centres at integers); rows grow downwards.
-    col_pos = unit[..., col_ax].transpose(1, 2) * resolution - 0.5
-    row_pos = (1.0 - unit[..., row_ax].transpose(1, 2)) * resolution - 0.5
+    def pick(k: int) -> torch.Tensor:  # B, 3 views, N: coordinate k of each view (sign-flipped where < 0)
+        ax = torch.tensor([v[k] for v in _VIEWS], device=xyz.device)
+        sel = unit[..., ax].transpose(1, 2)
+        if k == 0:
+            return sel
+        sign = torch.tensor([v[k + 1] for v in _VIEWS], device=xyz.device).view(1, 3, 1)
+        return torch.where(sign > 0, sel, 1.0 - sel)
+
+    value = FAR_VALUE + (NEAR_VALUE - FAR_VALUE) * pick(0)
+    col_unit, row_unit = pick(1), 1.0 - pick(3)  # image rows grow downwards
     plane = torch.arange(b * 3, device=xyz.device).view(b, 3, 1) * (resolution * resolution)
     size = b * 3 * resolution * resolution
     if not soft:
-        col = col_pos.detach().round().long().clamp(0, resolution - 1)
-        row = row_pos.detach().round().long().clamp(0, resolution - 1)
+        col = (col_unit.detach() * resolution).floor().long().clamp(0, resolution - 1)
+        row = (row_unit.detach() * resolution).floor().long().clamp(0, resolution - 1)
         flat = (plane + row * resolution + col).reshape(-1)
         img = value.new_zeros(size).scatter_reduce(0, flat, value.reshape(-1), "amax", include_self=True)
         img = img.view(b, 3, resolution, resolution)
         if splat > 1:
             img = F.max_pool2d(img, splat, stride=1, padding=splat // 2)
     else:
+        # Continuous pixel positions, pixel centres at integers.
+        row_pos, col_pos = row_unit * resolution - 0.5, col_unit * resolution - 0.5
         img = _soft_splat(value, row_pos, col_pos, plane, size, resolution, splat, sigma, tau)
         img = img.view(b, 3, resolution, resolution)
     return img[0] if added else img

@@ -185,3 +185,73 @@ def plot_confusion_matrix(cm: torch.Tensor, class_names: Sequence[str], path: st
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+MODEL_KEYS = {"model": "unireplknet_a", "model_args": None, "pretrained": None, "head_init_scale": None}
+
+
+def build_model(config: dict[str, Any], num_classes: int, in_chans: int) -> nn.Module:
+    """A classifier from config keys ``model`` (variant or ``custom``), ``model_args``, ``pretrained``,
+    ``drop_path``, ``head_init_scale`` and ``sync_bn`` (a pretrained head of another size is replaced)."""
+    import unireplknet
+
+    name = config.get("model") or MODEL_KEYS["model"]
+    extra = dict(config.get("model_args") or {})
+    if config.get("drop_path"):
+        extra["drop_path_rate"] = float(config["drop_path"])
+    if config.get("head_init_scale") is not None:
+        extra["head_init_scale"] = float(config["head_init_scale"])
+    pretrained = config.get("pretrained")
+    if name == "custom":
+        for key in ("depths", "dims"):
+            if key not in extra:
+                raise ValueError(f"model 'custom' needs model_args with {key!r} (and usually kernel_sizes)")
+        if "kernel_sizes" in extra:
+            extra["kernel_sizes"] = tuple(tuple(k) for k in extra["kernel_sizes"])
+        model = unireplknet.UniRepLKNet(in_chans=in_chans, num_classes=num_classes, **extra)
+        if pretrained:
+            unireplknet.load_weights(model, pretrained)
+        return model
+    if name.split(".")[0] not in unireplknet.list_models():
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(unireplknet.list_models())} or 'custom'")
+    return unireplknet.create_model(name, pretrained=pretrained or None, num_classes=num_classes,
+                                    in_chans=in_chans, **extra)
+
+
+def load_trained(path: str | Path, weights: str = "auto") -> tuple[nn.Module, dict[str, Any]]:
+    """A model trained by ``unireplknet train`` and its run record (``model.json``).
+
+    ``path`` is a run directory or a file inside one (``best.pt``, ``last.pt``, ``deploy.safetensors``);
+    ``weights`` picks ``deploy``, ``best`` or ``last`` in a run directory (``auto``: the first that exists).
+    """
+    import json
+
+    import unireplknet
+
+    from ..engine.checkpoint import load_checkpoint
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"run directory or checkpoint not found: {p}")
+    run_dir = p if p.is_dir() else p.parent
+    record_path = run_dir / "model.json"
+    if not record_path.is_file():
+        raise FileNotFoundError(f"{record_path} not found: is {run_dir} a 'unireplknet train' run directory?")
+    record = json.loads(record_path.read_text())
+    if p.is_dir():
+        names = {"deploy": "deploy.safetensors", "best": "best.pt", "last": "last.pt"}
+        if weights != "auto" and weights not in names:
+            raise ValueError(f"weights must be auto, deploy, best or last, not {weights!r}")
+        order = list(names) if weights == "auto" else [weights]
+        found = [run_dir / names[w] for w in order if (run_dir / names[w]).is_file()]
+        if not found:
+            raise FileNotFoundError(f"no {' / '.join(names[w] for w in order)} in {run_dir}")
+        p = found[0]
+    cfg = dict(record["config"], pretrained=None)
+    model = build_model(cfg, int(record["num_classes"]), int(record["in_chans"]))
+    if p.suffix == ".safetensors":
+        unireplknet.load_weights(model, p)
+    else:
+        model.load_state_dict(load_checkpoint(p)["model"])
+    logger.info("loaded %s", p)
+    return model.eval(), record

@@ -190,6 +190,10 @@ class ForecastModel(nn.Module):
         self.backbone.reparameterize()
         return self
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute backbone blocks in backward to save memory (the engine's ``grad_checkpointing``)."""
+        self.backbone.set_grad_checkpointing(enable)
+
 
 # ----------------------------------------------------------------------------- baselines
 
@@ -258,19 +262,32 @@ class LinearForecast(nn.Module):
         return out.transpose(1, 2)
 
 
-def detect_period(series: np.ndarray, max_period: Optional[int] = None, min_corr: float = 0.1) -> int:
-    """Dominant seasonal period of a 1-D series from the autocorrelation of its first difference.
+def detect_period(series: np.ndarray, max_period: Optional[int] = None, min_corr: float = 0.2) -> int:
+    """Dominant seasonal period of a 1-D series from its autocorrelation.
 
-    Returns the lag (2..max_period) of the highest local maximum of the
-    autocorrelation if it exceeds ``min_corr``, else 1 (no seasonality: the
+    The series is detrended by a centred moving average longer than any
+    candidate period (a straight-line fit when it is too short). A candidate
+    lag (2..max_period) is a local maximum of the autocorrelation that reaches
+    ``min_corr`` and rises at least ``min_corr`` above the lowest value at a
+    shorter lag (so the slow decay of a trend or random walk does not count).
+    The shortest candidate within 10% of the best wins (a multiple of the
+    season does not win by noise); 1 when there is none (no seasonality: the
     seasonal naive forecast is then the naive one).
     """
     y = np.asarray(series, dtype=np.float64).reshape(-1)
-    y = np.diff(y[np.isfinite(y)])
+    y = y[np.isfinite(y)]
     n = len(y)
-    max_period = min(max_period or n // 2, n // 2)
+    max_period = min(max_period or n // 3, n // 3)
     if max_period < 2:
         return 1
+    w = 2 * max_period + 1
+    if n >= 2 * w:
+        y = y[w // 2 : n - w // 2] - np.convolve(y, np.ones(w) / w, mode="valid")
+    else:
+        t = np.arange(n)
+        y = y - np.polyval(np.polyfit(t, y, 1), t)
+    n = len(y)
+    max_period = min(max_period, n // 2)
     y = y - y.mean()
     spec = np.fft.rfft(y, 2 * n)
     acf = np.fft.irfft(spec * np.conj(spec))[: max_period + 2]
@@ -278,11 +295,13 @@ def detect_period(series: np.ndarray, max_period: Optional[int] = None, min_corr
         return 1
     acf = acf / acf[0]
     lags = np.arange(2, max_period + 1)
-    peaks = lags[(acf[lags] > acf[lags - 1]) & (acf[lags] >= acf[lags + 1])]
-    if len(peaks) == 0:
+    is_peak = (acf[lags] > acf[lags - 1]) & (acf[lags] >= acf[lags + 1])
+    rise = acf[lags] - np.minimum.accumulate(acf[1:max_period])
+    good = is_peak & (acf[lags] >= min_corr) & (rise >= min_corr)
+    if not good.any():
         return 1
-    best = int(peaks[np.argmax(acf[peaks])])
-    return best if acf[best] >= min_corr else 1
+    cand = lags[good]
+    return int(cand[acf[cand] >= 0.9 * acf[cand].max()][0])
 
 
 # ----------------------------------------------------------------------------- training and evaluation helpers

@@ -1,0 +1,42 @@
+"""``unireplknet convert IN OUT``: a train-structure checkpoint to deploy-structure safetensors (and .pth)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``convert`` sub-command."""
+    p = subparsers.add_parser(
+        "convert", help="re-parameterize a checkpoint into the deploy structure (verified on a probe input)",
+        description="Read a train-structure checkpoint (project or official keys), fuse it into the deploy "
+                    "structure, check both give the same outputs on a random probe batch, and write "
+                    "OUT as .safetensors plus a tensors-only .pth beside it.",
+    )
+    p.add_argument("input", metavar="IN", help="checkpoint (.pth/.pt/.bin/.safetensors)")
+    p.add_argument("output", metavar="OUT", help="output path ending in .safetensors, .pth or .pt")
+    p.add_argument("--probe-size", type=int, default=224, help="side of the random probe images (default 224)")
+    p.add_argument("--probe-batch", type=int, default=2, help="probe batch size (default 2)")
+    p.add_argument("--no-pth", action="store_true", help="write only the .safetensors file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Convert and print the written files and the largest output difference."""
+    from pathlib import Path
+
+    from . import UserError
+    from ..export import convert_checkpoint
+
+    out = Path(args.output)
+    if out.suffix not in (".safetensors", ".pth", ".pt"):
+        raise UserError(f"unsupported output format {out.suffix or '(none)'!r} for {out}: use .safetensors, .pth or .pt")
+    if not Path(args.input).is_file():
+        raise UserError(f"checkpoint not found: {args.input}")
+    result = convert_checkpoint(args.input, out, probe_size=args.probe_size, batch_size=args.probe_batch,
+                                write_pth=not args.no_pth)
+    if result.was_deployed:
+        print(f"{args.input} already had the deploy structure: re-saved unchanged")
+    for path in result.paths:
+        print(f"wrote {path}")
+    print(f"max abs difference on probe {tuple(result.probe_shape)}: {result.max_abs_diff:.3g}")
+    return 0
