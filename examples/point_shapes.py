@@ -53,8 +53,8 @@ def train_pointnet(opts: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, f
     pipe = PointPipeline(num_points=cfg["num_points"], sampling="fps", resolution=8, augment=None)
     aug = PointAugment(rotation=cfg["rotation"], scale=tuple(cfg["scale"]), translate=cfg["translate"])
     # the same clouds as the UniRepLKNet run: FPS bases, a random subset per step for training
-    x_train = torch.stack([pipe.base(train.get(i), train=True) for i in range(len(train))])
-    x_val = torch.stack([pipe.prepare(val.get(i), train=False, seed=i) for i in range(len(val))])
+    x_train = pipe.base(train.clouds, train=True)
+    x_val = pipe.base(val.clouds, train=False)
     y_train, y_val = torch.as_tensor(train.labels), torch.as_tensor(val.labels)
     model = PointNet(len(train.class_names))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -101,6 +101,7 @@ def train_unireplknet(opts: argparse.Namespace, run_dir: Path) -> dict[str, floa
 
 def write_views_png(out_png: Path, work: Path) -> None:
     """A table mesh (five boxes), then ``unireplknet project`` on it."""
+    import numpy as np
     import trimesh
 
     parts = [trimesh.creation.box(extents=[1.2, 0.08, 0.7], transform=trimesh.transformations.translation_matrix(
@@ -109,9 +110,13 @@ def write_views_png(out_png: Path, work: Path) -> None:
         for z in (-0.3, 0.3):
             parts.append(trimesh.creation.box(
                 extents=[0.08, 1.0, 0.08], transform=trimesh.transformations.translation_matrix([x, 0, z])))
+    table = trimesh.util.concatenate(parts)
+    # turn it a little (30° about y, then 20° about x) so the depth varies across each view
+    table.apply_transform(trimesh.transformations.rotation_matrix(np.radians(20), [1, 0, 0])
+                          @ trimesh.transformations.rotation_matrix(np.radians(30), [0, 1, 0]))
     mesh_path = work / "table.off"
-    trimesh.util.concatenate(parts).export(str(mesh_path))
-    if cli_main(["project", str(mesh_path), "--out", str(out_png), "--num-points", "4096", "--splat", "3"]) != 0:
+    table.export(str(mesh_path))
+    if cli_main(["project", str(mesh_path), "--out", str(out_png), "--num-points", "8192", "--splat", "3"]) != 0:
         raise SystemExit("project failed")
 
 
@@ -123,10 +128,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=DEMO_DEFAULTS["batch_size"])
     p.add_argument("--num-points", type=int, default=None, help="points per cloud (demo default 512)")
     p.add_argument("--input-size", type=int, default=None, help="depth-view resolution (demo default 64)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers for the UniRepLKNet run")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers for the UniRepLKNet run (2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/point_shapes", help="output folder (run dir + results.json)")
     p.add_argument("--views-png", default=None, help="also draw the three views of a table mesh to this PNG")
+    p.add_argument("--views-only", action="store_true", help="only draw --views-png, train nothing")
     return p.parse_args(argv)
 
 
@@ -134,6 +140,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     opts = parse_args(argv)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
+    if opts.views_only:
+        if not opts.views_png:
+            raise SystemExit("--views-only needs --views-png")
+        write_views_png(Path(opts.views_png), out)
+        return {}
     cfg = {**CONFIG_DEFAULTS, **DEMO_DEFAULTS}
     if opts.num_points:
         cfg["num_points"] = opts.num_points

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 
 from unireplknet.cli import main as cli_main
+from unireplknet.data.audio_demo import TEST_VOICES, TRAIN_VOICES, VAL_VOICES
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "audio_spoken_words.py"
 
@@ -27,10 +29,15 @@ def test_espeak_ng_is_installed():
 
 def test_spoken_words_example_end_to_end(tmp_path, capsys):
     example = load_example()
-    result = example.main(["--out", str(tmp_path), "--words", "2", "--repeats", "1", "--epochs", "1",
-                           "--batch-size", "8", "--num-workers", "0"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread is faster, above all on a busy CI machine
+    try:
+        result = example.main(["--out", str(tmp_path), "--words", "2", "--repeats", "1", "--epochs", "1",
+                               "--batch-size", "8", "--num-workers", "0"])
+    finally:
+        torch.set_num_threads(threads)
     data = tmp_path / "data"
-    n_train, n_val, n_test = (len(example.TRAIN_VOICES) * 2, len(example.VAL_VOICES) * 2, len(example.TEST_VOICES) * 2)
+    n_train, n_val, n_test = len(TRAIN_VOICES) * 2, len(VAL_VOICES) * 2, len(TEST_VOICES) * 2
     assert [len(list((data / s).rglob("*.wav"))) for s in ("train", "val", "test")] == [n_train, n_val, n_test]
     clip, rate = sf.read(str(next((data / "test" / "yes").glob("*.wav"))))
     assert rate == 16000 and 0.2 < len(clip) / rate < 2.0 and abs(clip).max() > 0.05  # real speech, resampled

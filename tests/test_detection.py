@@ -10,7 +10,8 @@ from unireplknet.tasks.detection import UniRepLKNetFPN, average_precision, creat
 TINY = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_sizes=((3,), (7,), (7, 3), (7,)))
 SMALL = dict(min_size=64, max_size=64, anchor_sizes=(8, 16, 32, 64, 128), out_channels=32, model_args=TINY,
              rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=100, rpn_pre_nms_top_n_test=100,
-             rpn_post_nms_top_n_test=50, rpn_batch_size_per_image=64, box_batch_size_per_image=64)
+             rpn_post_nms_top_n_test=50, rpn_batch_size_per_image=64, box_batch_size_per_image=64,
+             representation_size=128)
 
 
 def test_fpn_wrapper_levels_and_out_channels():
@@ -32,7 +33,7 @@ def test_synthetic_scene_boxes_match_masks():
         assert (s["mask"][m] == label).all()
 
 
-def _losses_down(model, images, targets, steps=8, lr=2e-3):
+def _losses_down(model, images, targets, steps=6, lr=2e-3):
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     model.train()
     totals = []

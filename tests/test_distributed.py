@@ -53,7 +53,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
         den += d1.pow(2).sum().item()
     rel = (num / den) ** 0.5
     # Same samples per update; only BatchNorm statistics differ (4 vs 8 samples per batch).
-    assert den > 0 and rel < 0.1, rel
+    assert den > 0 and rel < 0.02, rel  # measured 0.0014
     m1 = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()][-1]
     m2 = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()][-1]
     assert abs(m1["train_loss"] - m2["train_loss"]) < 0.05 * abs(m1["train_loss"]) + 1e-3

@@ -235,3 +235,22 @@ def test_topk_confusion_and_map():
     labels = torch.tensor([[1, 0], [0, 1], [1, 1]])
     # class 0: ranks 1 (hit), 2 (miss), 3 (hit) -> (1 + 2/3)/2; class 1: ranks 1 (hit), 2 (hit) -> 1
     assert C.mean_average_precision(scores, labels) == pytest.approx(((1 + 2 / 3) / 2 + 1) / 2)
+
+
+def test_evaluate_averages_views_and_handles_multi_label():
+    class Probe(nn.Module):
+        def forward(self, x):  # score of class c = mean of channel c
+            return x.mean(dim=(2, 3))
+
+    ctx = engine.EvalContext(torch.device("cpu"), None, engine.distributed.DistInfo())
+    views = torch.zeros(2, 3, 2, 4, 4)  # B x V x C x H x W
+    views[0, :, 1] = torch.tensor([1.0, 1.0, -1.5]).view(3, 1, 1)  # class 1 wins only on average
+    views[1, :, 0] = 1.0
+    loader = [(views, torch.tensor([1, 0]))]
+    logits, target = C.predict_logits(Probe(), loader, ctx)
+    assert logits.shape == (2, 2) and logits[0, 1].item() == pytest.approx(0.5 / 3)
+    res = C.evaluate(Probe(), loader, ctx)
+    assert res["acc1"] == 1.0 and res["n"] == 2
+    multi = [(torch.stack([torch.ones(2, 4, 4), -torch.ones(2, 4, 4)]), torch.tensor([[1.0, 1.0], [0.0, 0.0]]))]
+    res = C.evaluate(Probe(), multi, ctx, multi_label=True)
+    assert res["mAP"] == 1.0 and "n" not in res

@@ -71,6 +71,9 @@ def test_erf_command_user_errors(checkpoints, tmp_path, capsys):
     assert "input channels" in capsys.readouterr().err
     assert main(["erf", "--model", "unireplknet_a:x3", "--out", str(tmp_path / "x.png")]) == 2
     assert "NAME:kN" in capsys.readouterr().err
+    assert main(["erf", "--model", ck, "--pretrained", ck, "--out", str(tmp_path / "x.png")]) == 2
+    assert "cannot be combined" in capsys.readouterr().err
+    assert main(["erf", "--model", ck, "--size", "8", "8", "8", "--out", str(tmp_path / "x.png")]) == 2
 
 
 def test_model_specs():

@@ -11,7 +11,8 @@ import torch
 
 from unireplknet.cli import main
 
-TINY = ["--num-threads", "1", "--depths", "1", "1", "1", "1", "--dims", "8", "16", "24", "32", "--kernel-sizes", "3", "3", "3", "3",
+TINY = ["--num-threads", "1", "--depths", "1", "1", "1", "1", "--dims", "8", "16", "24", "32",
+        "--kernel-sizes", "3", "3", "3", "3",
         "--d-model", "8", "--batch-size", "16", "--max-train-steps", "2", "--device", "cpu"]
 
 
@@ -93,6 +94,7 @@ def test_forecast_channel_independent_resume(tmp_path, capsys):
         (["--seq-len", "200", "--pred-len", "50"], "shorter than seq_len \\+ pred_len"),
         (["--target", "OT", "--features", "MS", "--channel-independent"], "joint mode"),
         (["--image-size", "7by9"], "--image-size must look like"),
+        (["--period", "30"], "--period must be between 1 and --seq-len \\(24\\)"),
     ],
 )
 def test_forecast_bad_input_exits_2(tmp_path, capsys, extra, message):
@@ -132,3 +134,8 @@ def test_forecast_global_weather_layout(tmp_path, capsys):
     assert all(r["n"] == 43 and "mse_orig" not in r for r in report["test"].values())
     assert main(["forecast", "--data", str(root / "wind_global_hourly_val.npy"), "--global-weather", "wind"]) == 2
     assert "needs --data to be a directory" in capsys.readouterr().err
+
+
+def test_train_command_points_to_forecast(capsys):
+    assert main(["train", "--modality", "timeseries", "--epochs", "1"]) == 2
+    assert "unireplknet forecast" in capsys.readouterr().err

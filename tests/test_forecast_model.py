@@ -19,6 +19,7 @@ from unireplknet.tasks.forecasting import (
     moving_average,
 )
 
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Tiny models run faster on one thread on a shared CPU."""
@@ -28,7 +29,7 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32), kernel_sizes=((3,), (3,), (3,), (3,)))
+TINY = {"depths": (1, 1, 1, 1), "dims": (8, 16, 24, 32), "kernel_sizes": ((3,), (3,), (3,), (3,))}
 
 
 def _model(n_vars=3, seq_len=24, pred_len=12, **kw) -> ForecastModel:
@@ -121,7 +122,7 @@ def test_revin_makes_forecast_scale_equivariant_and_input_checked():
 
 
 def test_reparameterize_keeps_forecasts():
-    model = _model(2, backbone=dict(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32), kernel_sizes=((7,), (7,), (7,), (3,))))
+    model = _model(2, backbone={**TINY, "kernel_sizes": ((7,), (7,), (7,), (3,))})
     model.eval()
     x = torch.randn(2, 24, 2)
     with torch.no_grad():

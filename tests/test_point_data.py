@@ -112,8 +112,14 @@ def test_build_task_data_demo_and_folders(tmp_path):
 
 def test_dataset_items_follow_labels():
     split = make_shapes(1, 256, seed=7)
-    ds = PointCloudDataset(split, PointPipeline(num_points=64, resolution=16, views=1), train=False)
+    pipe = PointPipeline(num_points=64, resolution=16, views=1)
+    ds = PointCloudDataset(split, pipe, train=False)
     assert [ds[i][1] for i in range(len(ds))] == list(range(6))
+    # the batched, cached base gives the same items as the one-cloud pipeline
+    for i in (0, 5):
+        assert torch.allclose(ds[i][0], pipe(split.get(i), train=False, seed=i), atol=1e-6)
+    lazy = PointCloudDataset(split, pipe, train=False, cache=False)
+    assert torch.equal(lazy[3][0], ds[3][0])
 
 
 def test_load_for_predict_matches_validation(tmp_path):

@@ -99,6 +99,12 @@ def test_bad_files_give_clear_errors(tmp_path, caplog):
     np.save(tmp_path / "wrong.npy", np.zeros((4, 5, 3), np.float32))
     with pytest.raises(ValueError, match=r"wrong.npy: expected one cloud of shape \(N, C\)"):
         read_points(tmp_path / "wrong.npy")
+    np.save(tmp_path / "objects.npy", np.array([None, 1], dtype=object))
+    with pytest.raises(ValueError, match="objects.npy: cannot read"):
+        read_points(tmp_path / "objects.npy")
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="broken.npz: cannot read"):
+        read_points(tmp_path / "broken.npz")
     np.save(tmp_path / "two.npy", np.zeros((4, 2), np.float32))
     with pytest.raises(ValueError, match="C >= 3"):
         read_points(tmp_path / "two.npy")

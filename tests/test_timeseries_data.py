@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 from unireplknet.data.timeseries import (
     ForecastMeter,
@@ -60,7 +59,7 @@ def test_window_counts_and_contents(tmp_path):
     n, seq, pred = 500, 48, 12
     frame = _frame(n)
     data = build_forecast_data(_csv(tmp_path, frame), features="M", seq_len=seq, pred_len=pred)
-    (t0, t1), (v0, v1), (s0, s1) = data.borders
+    (_t0, t1), (v0, v1), (s0, s1) = data.borders
     assert (t1, v1, s1) == (350, 400, 500) and v0 == t1 - seq and s0 == v1 - seq
     n_test = n - v1
     assert len(data.test) == (s1 - s0) - seq - pred + 1 == n_test - pred + 1
@@ -225,3 +224,21 @@ def test_global_weather_loader_groups_stations(tmp_path):
         load_global_weather(tmp_path, "wind", "val")
     with pytest.raises(ValueError, match="cannot be grouped"):
         load_global_weather(tmp_path, "temp", "val", group_size=5)
+
+
+def test_co2_example_data_builds_documented_windows(tmp_path):
+    """The example's CSV (statsmodels' bundled CO2, 59 gaps) gives the windows quoted in docs/timeseries.md."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "forecast_co2", Path(__file__).resolve().parents[1] / "examples" / "forecast_co2.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    path = example.write_co2_csv(tmp_path / "co2.csv")
+    with pytest.raises(ValueError, match=r"missing values \(NaN\) in \{'co2': 59\}"):
+        build_forecast_data(path, target="co2", features="S", seq_len=104, pred_len=52, fill="error")
+    data = build_forecast_data(path, target="co2", features="S", seq_len=104, pred_len=52)
+    assert data.freq == "w" and data.n_time_features == 2
+    assert (len(data.train), len(data.val), len(data.test)) == (1443, 179, 405)
+    assert not torch.isnan(data.test.values).any()

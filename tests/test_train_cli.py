@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
@@ -133,3 +132,20 @@ def test_unknown_recipe(trained, tmp_path, capsys):
     assert main(base_args(data, tmp_path / "r", "--recipe", "in1k_zz")) == 2
     err = capsys.readouterr().err
     assert "unknown recipe 'in1k_zz'" in err and "in1k_t" in err and "Traceback" not in err
+
+
+def test_pretrained_path_keeps_the_backbone_and_resets_the_head(tmp_path):
+    import torch
+
+    import unireplknet
+    from unireplknet.tasks.classification import build_model
+
+    cfg = {"model": "custom", "model_args": json.loads(TINY_ARGS), "pretrained": None}
+    source = build_model(cfg, num_classes=5, in_chans=3)
+    unireplknet.save_weights(source, tmp_path / "src.safetensors")
+    model = build_model(dict(cfg, pretrained=str(tmp_path / "src.safetensors")), num_classes=2, in_chans=3)
+    assert model.head.weight.shape[0] == 2
+    key = "stages.2.0.dwconv.lk_origin.weight"
+    assert torch.equal(model.state_dict()[key], source.state_dict()[key])
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model(dict(cfg, model="unireplknet_zz"), 2, 3)

@@ -78,7 +78,8 @@ def test_segment_start_end_from_csv_limits_sampling(numbered_video: Path) -> Non
 def test_short_clip_is_padded_by_repeating_the_last_frame(tmp_path: Path) -> None:
     path = write_video(tmp_path / "short.mkv", _numbered(5), fps=10, codec="ffv1")
     assert _ids(read_clips(path, ClipSampling(8, 2))[0]) == [0, 2, 4, 4, 4, 4, 4, 4]
-    assert _ids(read_clips(path, ClipSampling(8, mode="uniform"))[0]) == [int((k + 0.5) / 8 * 0.5 * 10) for k in range(8)]
+    centres = [int((k + 0.5) / 8 * 0.5 * 10) for k in range(8)]  # segment centres of 0.5 s at 10 fps
+    assert _ids(read_clips(path, ClipSampling(8, mode="uniform"))[0]) == centres
 
 
 def test_variable_frame_rate_is_sampled_by_timestamp(tmp_path: Path) -> None:
@@ -106,7 +107,7 @@ def test_seeking_matches_decoding_everything(tmp_path: Path) -> None:
     finally:
         src.close()
     expected = frames[[int(t * 30 + 1e-6) for t in times]]
-    assert np.array_equal(got, expected)
+    assert np.abs(got.astype(int) - expected).max() <= 3  # colour conversion rounding only
 
 
 def test_frame_cache_gives_the_same_clips(tmp_path: Path, numbered_video: Path) -> None:
@@ -200,7 +201,9 @@ def test_sampling_and_backend_validation(numbered_video: Path) -> None:
         open_video(numbered_video, backend="decord")
 
 
-def test_torchcodec_is_used_when_importable(monkeypatch: pytest.MonkeyPatch, numbered_video: Path) -> None:
+def test_torchcodec_is_used_when_importable(
+    monkeypatch: pytest.MonkeyPatch, numbered_video: Path, tmp_path: Path
+) -> None:
     calls = {}
 
     class FakeDecoder:
@@ -216,6 +219,10 @@ def test_torchcodec_is_used_when_importable(monkeypatch: pytest.MonkeyPatch, num
             data = torch.stack([torch.full((3, 16, 24), STEP * int(s * 10), dtype=torch.uint8) for s in seconds])
             return types.SimpleNamespace(data=data)
 
+        def get_frame_at(self, index: int) -> types.SimpleNamespace:
+            return types.SimpleNamespace(data=torch.full((3, 16, 24), STEP * index, dtype=torch.uint8),
+                                         pts_seconds=index / 10)
+
     pkg = types.ModuleType("torchcodec")
     dec = types.ModuleType("torchcodec.decoders")
     dec.VideoDecoder = FakeDecoder
@@ -226,6 +233,8 @@ def test_torchcodec_is_used_when_importable(monkeypatch: pytest.MonkeyPatch, num
     assert calls["path"] == str(numbered_video)
     assert _ids(clip[0]) == [12, 16, 20, 24]  # centred 16-frame window of 40 frames
     assert _ids(read_clips(numbered_video, ClipSampling(4, 4), backend="pyav")[0]) == [12, 16, 20, 24]
+    cached = read_clips(numbered_video, ClipSampling(4, 4), short_side=8, cache_dir=tmp_path / "c")
+    assert cached.shape == (1, 4, 3, 8, 12) and _ids(cached[0]) == [12, 16, 20, 24]
 
 
 # ----------------------------------------------------------------------------- datasets

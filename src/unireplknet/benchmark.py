@@ -68,6 +68,7 @@ class BenchResult:
     gflops: float = 0.0
     fraction_of_gemm_peak: Optional[float] = None
     speedup_vs_deploy: Optional[float] = None
+    latency_speedup_vs_deploy: Optional[float] = None  # deploy p50 / this p50, at batch 1
     extra: Dict[str, float] = field(default_factory=dict)
 
 
@@ -120,7 +121,8 @@ def check_fits_memory(
     if need > free:
         fit = max(1, int(batch_size * free / need) // 2)
         raise ValueError(
-            f"batch size {batch_size} at {tuple(input_size)} needs at least {need / 2**30:.1f} GiB but only "
+            f"batch size {batch_size} does not fit in memory: at {tuple(input_size)} it needs at least "
+            f"{need / 2**30:.1f} GiB but only "
             f"{free / 2**30:.1f} GiB is free on {device}: use a batch size of about {fit} or less"
         )
 
@@ -287,7 +289,8 @@ def benchmark_modes(
     for name, ref in (extra_models or {}).items():
         ref = ref.to(device).eval()
         runners[name] = ref
-        stats[name] = (count_params(ref), count_macs(ref, (c, h, w)))
+        base = getattr(ref, "_orig_mod", ref)  # count a torch.compile'd reference on its source module
+        stats[name] = (count_params(base), count_macs(base, (c, h, w)))
     peaks: Dict[str, Optional[float]] = {}
     for name, run in runners.items():  # warm-up (compiles, chooses layouts) and one memory measurement
         try:
@@ -338,6 +341,8 @@ def benchmark_modes(
     for r in results:
         if ref is not None:
             r.speedup_vs_deploy = r.throughput / ref.throughput
+            if ref.latency_p50_ms and r.latency_p50_ms:
+                r.latency_speedup_vs_deploy = ref.latency_p50_ms / r.latency_p50_ms
     return results
 
 
@@ -346,13 +351,14 @@ def format_table(results: Sequence[BenchResult]) -> str:
     def f(v: Optional[float], fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
 
-    head = ("| mode | batch | img/s | vs deploy | p50 ms (b=1) | p90 ms (b=1) | peak MiB | params (M) | GMACs "
-            "| GFLOP/s | of GEMM peak |")
-    lines = [head, "|" + "---|" * 11]
+    head = ("| mode | batch | img/s | vs deploy | p50 ms (b=1) | p90 ms (b=1) | b=1 vs deploy | peak MiB "
+            "| params (M) | GMACs | GFLOP/s | of GEMM peak |")
+    lines = [head, "|" + "---|" * 12]
     for r in results:
         lines.append(
             f"| {r.mode} | {r.batch_size} | {r.throughput:.2f} | {f(r.speedup_vs_deploy, '.2f')} | "
-            f"{f(r.latency_p50_ms, '.1f')} | {f(r.latency_p90_ms, '.1f')} | {f(r.peak_memory_mib, '.0f')} | "
+            f"{f(r.latency_p50_ms, '.1f')} | {f(r.latency_p90_ms, '.1f')} | {f(r.latency_speedup_vs_deploy, '.2f')} | "
+            f"{f(r.peak_memory_mib, '.0f')} | "
             f"{r.params / 1e6:.2f} | {r.macs / 1e9:.2f} | {r.gflops:.1f} | "
             f"{'-' if r.fraction_of_gemm_peak is None else format(100 * r.fraction_of_gemm_peak, '.0f') + '%'} |"
         )

@@ -505,7 +505,7 @@ def render_kernels(
     dpi: int = 100,
 ) -> Path:
     """Draw kernel pictures, one row per stage and one column per block, into ``out``."""
-    rows = [r for r in pictures]
+    rows = list(pictures)
     ncols = max((len(r) for r in rows), default=0)
     if ncols == 0:
         raise ValueError("the model has no depthwise kernels to draw (every block has kernel size 0)")

@@ -169,7 +169,9 @@ def export_torchscript(
         torch.jit.save(scripted, str(path))
     result = ExportResult(path, "torchscript")
     if verify:
-        loaded = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            loaded = torch.jit.load(str(path), map_location="cpu")
         sizes = verify_sizes((c, h, w), batch_size)
 
         def run(t: torch.Tensor) -> torch.Tensor:

@@ -149,8 +149,10 @@ class FastBlock(nn.Module):
     with the SE/GRN scales folded into per-sample weights where that saves memory traffic.
     """
 
-    def __init__(self, block: UniRepLKNetBlock, conv_layout: str = "auto") -> None:
+    def __init__(self, block: UniRepLKNetBlock, conv_layout: str = "auto", fold_scales: Optional[bool] = None) -> None:
         super().__init__()
+        self.fold_scales = fold_scales
+        self.bare_gemm = True  # when compiled without folding: plain matmuls, element-wise work left to inductor
         if not block.deployed:
             raise ValueError("FastBlock needs a re-parameterized block: call model.reparameterize() first")
         if isinstance(block.dwconv, nn.Identity):
@@ -176,7 +178,14 @@ class FastBlock(nn.Module):
         s = y.mean(dim=(1, 2))
         s = torch.sigmoid(F.linear(F.relu(F.linear(s, self.se_w1, self.se_b1)), self.se_w2, self.se_b2))  # B x C
         hidden = self.w1.shape[0]
-        if hw > hidden:  # the activation is larger than the weight: scale the weight per sample
+        if self.bare_gemm and self.fold_scales is False and _is_tracing():
+            # compiled: bare GEMMs; inductor fuses the SE scale, biases, GELU, GRN and residual around them
+            h = F.gelu(torch.matmul((y * s.view(B, 1, 1, C)).reshape(B, hw, C), self.w1.t()) + self.b1)
+            gx = torch.linalg.vector_norm(h, dim=1, keepdim=True)  # B x 1 x 4C
+            h = h * (1 + self.grn_gamma * (gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)))
+            return (torch.matmul(h, self.w2.t()) + self.b2).reshape(B, H, W, C) + x
+        if (hw > hidden) if self.fold_scales is None else self.fold_scales:
+            # the activation is larger than the weight: scale the weight per sample
             w1s = self.w1.unsqueeze(0) * s.unsqueeze(1)  # B x 4C x C
             h = torch.baddbmm(self.b1, y.reshape(B, hw, C), w1s.transpose(1, 2))
         else:
@@ -186,7 +195,7 @@ class FastBlock(nn.Module):
         gx = torch.linalg.vector_norm(h, dim=1)  # B x 4C
         scale = torch.addcmul(torch.ones_like(gx), self.grn_gamma, gx / (gx.mean(dim=-1, keepdim=True) + 1e-6))
         acc = (x + self.b2).reshape(B, hw, C)
-        if hw > C:
+        if (hw > C) if self.fold_scales is None else self.fold_scales:
             w2s = self.w2.unsqueeze(0) * scale.unsqueeze(1)  # B x C x 4C
             out = torch.baddbmm(acc, h, w2s.transpose(1, 2))
         else:
@@ -229,7 +238,7 @@ class FastUniRepLKNet(nn.Module):
     ``forward_features`` returns the last map as a ``B x C x H/32 x W/32`` (channels-last) view.
     """
 
-    def __init__(self, model: UniRepLKNet, conv_layout: str = "auto") -> None:
+    def __init__(self, model: UniRepLKNet, conv_layout: str = "auto", fold_scales: Optional[bool] = None) -> None:
         super().__init__()
         if not model.deployed:
             raise ValueError("FastUniRepLKNet needs a re-parameterized model: call model.reparameterize() first")
@@ -237,7 +246,7 @@ class FastUniRepLKNet(nn.Module):
         self.global_pool = model.global_pool
         self.downsample_layers = nn.ModuleList(_fast_downsample(d, conv_layout) for d in model.downsample_layers)
         self.stages = nn.ModuleList(
-            nn.Sequential(*[FastBlock(b, conv_layout) for b in stage]) for stage in model.stages
+            nn.Sequential(*[FastBlock(b, conv_layout, fold_scales) for b in stage]) for stage in model.stages
         )
         self.norm = model.norm
         self.head = model.head
@@ -269,6 +278,7 @@ def optimize_for_inference(
     *,
     compile: bool = False,
     conv_layout: str = "auto",
+    fold_scales: Optional[bool] = None,
     inplace: bool = False,
 ) -> nn.Module:
     """Return a faster inference-only version of a :class:`~unireplknet.model.UniRepLKNet`.
@@ -284,6 +294,9 @@ def optimize_for_inference(
             call then compiles for a few minutes on CPU. Each convolution keeps the layout chosen
             for ``example_input`` (pass one), else a heuristic.
         conv_layout: ``"auto"``, ``"channels_last"`` or ``"nchw"`` for every convolution.
+        fold_scales: fold the SE/GRN scales into per-sample weights: ``None`` where the activation is
+            larger than the weight (never with ``compile``), ``True`` always, ``False`` never (plain linear layers; with
+            ``compile`` this lets inductor use its pre-packed oneDNN linear kernels).
         inplace: re-parameterize ``model`` itself instead of a copy.
     """
     if not isinstance(model, UniRepLKNet):
@@ -296,13 +309,17 @@ def optimize_for_inference(
         model.reparameterize()
     for p in model.parameters():
         p.requires_grad_(False)
-    fast = FastUniRepLKNet(model, conv_layout=conv_layout).eval()
+    fast = FastUniRepLKNet(model, conv_layout=conv_layout, fold_scales=fold_scales).eval()
     if example_input is not None:
         with torch.inference_mode():
             fast(example_input)
     if compile:
+        if fold_scales is None:  # measured: inductor's packed linears beat the per-sample batched GEMMs
+            for m in fast.modules():
+                if isinstance(m, FastBlock):
+                    m.fold_scales = False
         for m in fast.modules():  # a traced graph has no room for timing: keep one layout per convolution
             if isinstance(m, NHWCConv):
                 m.fix_layout()
-        fast = torch.compile(fast, options={"freezing": True})  # type: ignore[assignment]
+        fast = torch.compile(fast, dynamic=False, options={"freezing": True})  # type: ignore[assignment]
     return fast

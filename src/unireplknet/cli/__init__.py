@@ -16,6 +16,9 @@ import pkgutil
 import sys
 from typing import Sequence
 
+from unireplknet._extras import MissingExtraError
+from unireplknet.weights import WeightsUnavailableError
+
 __all__ = ["main", "build_parser", "UserError"]
 
 
@@ -54,8 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError) as e:
-        # User-facing input problems raised by the library: one clear line, no traceback.
+    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, WeightsUnavailableError,
+            MissingExtraError) as e:
+        # Input problems raised by the library (bad files, unknown names, weights that cannot be
+        # downloaded, a missing extra): one clear line, no traceback (-v shows it).
         if args.verbose:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

@@ -46,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--max-files must be >= 1, got {args.max_files}")
         random.Random(args.seed).shuffle(paths)
         paths = paths[: args.max_files]
-    args.audio_mean, args.audio_std = 0.0, 1.0  # unused by the statistics
     config = audio_config_from_args(args)
     count = len(paths)
     try:

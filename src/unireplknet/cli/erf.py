@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from unireplknet import erf
+    from unireplknet.weights import WeightsUnavailableError
 
     specs = args.model or ["unireplknet_t"]
     out = Path(args.out)
@@ -75,8 +76,11 @@ def run(args: argparse.Namespace) -> int:
     for spec, pre in zip(specs, pretrained):
         torch.manual_seed(args.seed)
         pre = None if pre in (None, "", "none") else pre
-        models.append(erf.build_erf_model(spec, pretrained=pre, in_chans=args.in_chans or 3,
-                                          layer_scale_init_value=args.layer_scale_init))
+        try:
+            models.append(erf.build_erf_model(spec, pretrained=pre, in_chans=args.in_chans or 3,
+                                              layer_scale_init_value=args.layer_scale_init))
+        except WeightsUnavailableError as e:
+            raise UserError(str(e)) from e
     chans = {m.in_chans for m in models}
     if args.in_chans is not None:
         chans.add(args.in_chans)

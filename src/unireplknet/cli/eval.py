@@ -28,7 +28,6 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and print the metrics."""
     import importlib
 
-    import torch
     import torch.nn.functional as F
 
     from ..engine import EngineConfig, EvalContext, make_loader

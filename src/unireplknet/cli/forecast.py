@@ -47,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     m = p.add_argument_group("model")
     m.add_argument("--model", default="custom",
-                   help="backbone variant (unireplknet_a ... unireplknet_xl) or 'custom' (--depths/--dims/--kernel-sizes)")
+                   help="backbone variant (unireplknet_a ... unireplknet_xl) or 'custom' "
+                   "(--depths/--dims/--kernel-sizes)")
     m.add_argument("--depths", type=int, nargs=4, default=[1, 1, 2, 1], help="custom: blocks per stage (1 1 2 1)")
     m.add_argument("--dims", type=int, nargs=4, default=[16, 32, 64, 128], help="custom: channels (16 32 64 128)")
     m.add_argument("--kernel-sizes", nargs=4, default=["3", "7", "7,3", "7"], metavar="K[,K...]",
@@ -107,6 +108,9 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError(f"no such data file: {args.data}")
     if args.global_weather is not None and not Path(args.data).is_dir():
         raise UserError(f"--global-weather needs --data to be a directory, got {args.data}")
+    if args.period is not None and not 1 <= args.period <= args.seq_len:
+        raise UserError(f"--period must be between 1 and --seq-len ({args.seq_len}), got {args.period}")
+    _image_size(args.image_size)
     if args.channel_independent and args.group_size not in (None, 1):
         raise UserError("--channel-independent and --group-size are exclusive")
 
@@ -138,8 +142,8 @@ def run(args: argparse.Namespace) -> int:
     cfg_values = {
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
         "warmup_epochs": args.warmup_epochs, "min_lr": args.lr * 1e-2, "seed": args.seed, "device": args.device,
-        "num_workers": args.num_workers, "num_threads": args.num_threads, "metric": "mse", "metric_mode": "min", "deploy": False,
-        "drop_path": args.drop_path, "max_train_steps": args.max_train_steps,
+        "num_workers": args.num_workers, "num_threads": args.num_threads, "metric": "mse", "metric_mode": "min",
+        "deploy": False, "drop_path": args.drop_path, "max_train_steps": args.max_train_steps,
     }
     cfg = engine.EngineConfig.from_dict(cfg_values)
     run_config = {k: v for k, v in vars(args).items() if not callable(v)} | {"features": features}
@@ -154,8 +158,7 @@ def run(args: argparse.Namespace) -> int:
         backbone, args.seq_len, args.pred_len, n_vars=len(data.columns), targets=data.targets, group_size=group,
         d_model=args.d_model, image_size=_image_size(args.image_size),
         n_time_features=0 if args.no_time_features else data.n_time_features, n_static=n_static,
-        revin=not args.no_revin,
-        dropout=args.dropout, head=args.head,
+        revin=not args.no_revin, dropout=args.dropout, head=args.head,
     )
     loaders = fc.forecast_loaders(data, cfg)
     evaluate_fn = fc.make_evaluate_fn(data.scaler, data.targets)
@@ -166,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
     model.load_state_dict(trainer.best_model_weights())
 
     linear = fc.LinearForecast(args.seq_len, args.pred_len, data.targets)
-    lin_cfg = engine.EngineConfig.from_dict(cfg_values | {"lr": args.linear_lr, "weight_decay": 0.0, "warmup_epochs": 0})
+    lin_values = cfg_values | {"lr": args.linear_lr, "weight_decay": 0.0, "warmup_epochs": 0}
+    lin_cfg = engine.EngineConfig.from_dict(lin_values)
     lin_trainer = engine.Trainer(linear, loaders["train"], loaders["val"], fc.forecast_loss, evaluate_fn, lin_cfg,
                                  out / "linear", full_config=run_config)
     lin_trainer.fit()
@@ -178,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
         "UniRepLKNet": model,
         "Linear (DLinear-like)": linear,
         "Naive (last value)": fc.NaiveForecast(args.pred_len, data.targets),
-        f"Seasonal naive (period {period})": fc.SeasonalNaiveForecast(args.pred_len, period, data.targets, args.seq_len),
+        f"Seasonal naive (period {period})": fc.SeasonalNaiveForecast(
+            args.pred_len, period, data.targets, args.seq_len
+        ),
     }
     results = {}
     for name, net in models.items():
@@ -217,10 +223,12 @@ def _write_csv(path: Path, results: dict[str, dict[str, float]]) -> None:
 def _table(results: dict[str, dict[str, float]]) -> str:
     orig = all("mse_orig" in r for r in results.values())
     head = ["model", "MSE", "MAE"] + (["MSE (orig)", "MAE (orig)"] if orig else [])
-    rows = [[name, f"{r['mse']:.4f}", f"{r['mae']:.4f}"] + ([f"{r['mse_orig']:.4g}", f"{r['mae_orig']:.4g}"] if orig else [])
-            for name, r in results.items()]
+    rows = []
+    for name, r in results.items():
+        extra = [f"{r['mse_orig']:.4g}", f"{r['mae_orig']:.4g}"] if orig else []
+        rows.append([name, f"{r['mse']:.4f}", f"{r['mae']:.4f}", *extra])
     widths = [max(len(row[i]) for row in rows + [head]) for i in range(len(head))]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
     return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows])
 
 
@@ -243,7 +251,8 @@ def _plot(path: Path, data: Any, models: dict, n_windows: int, device: Any) -> P
     for row, i in enumerate(idx):
         ax = axes[row, 0]
         inputs, y = data.test[i]
-        hist = data.scaler.inverse_transform(inputs["x"].numpy())[:, col] if data.scaler is not None else inputs["x"].numpy()[:, col]
+        x = inputs["x"].numpy()
+        hist = (data.scaler.inverse_transform(x) if data.scaler is not None else x)[:, col]
         truth = unscale(y.numpy())[:, 0]
         t_hist = np.arange(-len(hist), 0)
         t_pred = np.arange(len(truth))

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from unireplknet import erf
+    from unireplknet.weights import WeightsUnavailableError
 
     if (args.checkpoint is None) == (args.model is None):
         raise UserError("give either a CHECKPOINT or --model (not both)")
@@ -48,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
         model, name = erf.model_from_checkpoint(ckpt), ckpt.name
     else:
         torch.manual_seed(args.seed)
-        model = erf.build_erf_model(args.model, pretrained=args.pretrained)
+        try:
+            model = erf.build_erf_model(args.model, pretrained=args.pretrained)
+        except WeightsUnavailableError as e:
+            raise UserError(str(e)) from e
         name = args.model + (f" ({args.pretrained})" if args.pretrained else " (random init)")
     kernels = erf.merged_kernels(model)
     erf.render_kernels(erf.kernel_pictures(kernels), out, title=f"{name}: merged depthwise kernels per stage")

@@ -163,12 +163,13 @@ def run(args: argparse.Namespace) -> int:
     from ..tasks.classification import build_model, classification_parts
 
     log = logging.getLogger("unireplknet.train")
+    if args.modality is None and args.resume:
+        from ..engine.checkpoint import load_checkpoint
+
+        args.modality = (load_checkpoint(args.resume).get("config") or {}).get("modality")
     args.modality = args.modality or "image"
     mod = _modality(args.modality)
     cfg = resolve_config(args, mod)
-    if cfg.get("modality") and cfg["modality"] != args.modality and args.resume:
-        args.modality = cfg["modality"]
-        mod = _modality(args.modality)
     cfg["modality"] = args.modality
     try:
         ecfg = EngineConfig.from_dict(cfg)

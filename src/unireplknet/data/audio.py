@@ -28,6 +28,7 @@ from ..modalities.audio import (
     waveform_to_image,
 )
 from ..tasks.base import TaskData
+from .audio_demo import build_spoken_words
 from .audio_io import load_audio
 from .audio_layouts import all_items, check_labels, scan_audio_data
 
@@ -38,6 +39,7 @@ __all__ = [
     "add_train_args",
     "CONFIG_DEFAULTS",
     "RECIPES",
+    "DEMO_DEFAULTS",
     "build_task_data",
     "load_for_predict",
 ]
@@ -139,6 +141,29 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "multi_label": None,
     "val_fraction": 0.1,
     "window_hop": None,
+    "demo_words": 10,
+    "demo_repeats": 3,
+}
+
+#: The built-in demo (no --data): spoken words by espeak-ng voices (:mod:`.audio_demo`), a tiny
+#: backbone on 64 mel bins x 100 frames, and the demo set's log-mel statistics (`unireplknet audio-stats`).
+DEMO_DEFAULTS: dict[str, Any] = {
+    "model": "custom",
+    "model_args": {"depths": [1, 1, 2, 1], "dims": [24, 48, 96, 192], "kernel_sizes": [[3], [7], [7, 3], [7]]},
+    "epochs": 12,
+    "batch_size": 32,
+    "lr": 2e-3,
+    "warmup_epochs": 1,
+    "weight_decay": 0.05,
+    "smoothing": 0.1,
+    "drop_path": 0.05,
+    "num_mel_bins": 64,
+    "target_frames": 100,
+    "audio_mean": -6.907172,
+    "audio_std": 6.847467,
+    "freq_mask": 12,
+    "time_mask": 20,
+    "wave_mixup": 0.3,
 }
 
 #: The original audio recipe (AST on Speech Commands V2, SPEC §3). Differences: the
@@ -203,6 +228,10 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
                    help="share of each class held out for validation when the data has no val split (default 0.1)")
     g.add_argument("--window-hop", dest="window_hop", type=int, default=None,
                    help="predict: frames between sliding windows over long files (default half a window)")
+    g.add_argument("--demo-words", dest="demo_words", type=int, default=None,
+                   help="demo (no --data): how many spoken words (classes), 2..10 (default 10)")
+    g.add_argument("--demo-repeats", dest="demo_repeats", type=int, default=None,
+                   help="demo: renditions of each word per voice (default 3)")
 
 
 def _get(args: argparse.Namespace, key: str) -> Any:
@@ -222,14 +251,16 @@ def audio_config_from_args(args: argparse.Namespace) -> AudioConfig:
 
 
 def build_task_data(args: argparse.Namespace) -> TaskData:
-    """Scan ``args.data`` (and ``args.val_data``) and build the training/validation/test datasets."""
-    if getattr(args, "data", None) is None:
-        from ..cli import UserError
+    """Scan ``args.data`` (and ``args.val_data``) and build the training/validation/test datasets.
 
-        raise UserError("--modality audio has no built-in demo: pass --data DIR (Speech Commands V2, class folders "
-                        "or CSV); examples/audio_spoken_words.py builds a small spoken-word set")
+    Without ``args.data`` the spoken-word demo set is synthesised into ``OUTPUT/spoken_words``.
+    """
     seed = int(getattr(args, "seed", 0) or 0)
-    splits = scan_audio_data(args.data, float(_get(args, "val_fraction")), seed)
+    data = getattr(args, "data", None)
+    if data is None:  # the built-in demo, synthesised once into the run directory
+        data = build_spoken_words(Path(getattr(args, "output", None) or "runs/demo") / "spoken_words",
+                                  int(_get(args, "demo_words")), int(_get(args, "demo_repeats")), seed)
+    splits = scan_audio_data(data, float(_get(args, "val_fraction")), seed)
     train_items, val_items, test_items = splits.train, splits.val, splits.test
     if getattr(args, "val_data", None) is not None:
         train_items = all_items(splits)
@@ -250,7 +281,7 @@ def build_task_data(args: argparse.Namespace) -> TaskData:
     def evaluation(items: Optional[list[Item]]) -> Optional[AudioClassificationDataset]:
         return AudioClassificationDataset(items, class_names, config, multi_label=multi_label) if items else None
 
-    logger.info("audio data %s (%s): %d train, %d val, %d test files, %d classes%s", args.data, splits.layout,
+    logger.info("audio data %s (%s): %d train, %d val, %d test files, %d classes%s", data, splits.layout,
                 len(train_items), len(val_items), len(test_items or []), len(class_names),
                 ", multi-label" if multi_label else "")
     return TaskData(

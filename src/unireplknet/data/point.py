@@ -97,19 +97,22 @@ class PointPipeline:
             raise ValueError(f"oversample must be >= 1, got {self.oversample}")
 
     def base(self, cloud: Any, *, train: bool) -> torch.Tensor:
-        """Deterministic part: validated xyz, FPS-reduced (``sampling='fps'``), unit-sphere normalised."""
+        """Deterministic part: validated xyz, FPS-reduced (``sampling='fps'``), unit-sphere normalised.
+
+        Also takes a batch ``B × N × C`` of equal-size clouds (FPS runs batched).
+        """
         pts = check_points(torch.as_tensor(np.asarray(cloud)) if not isinstance(cloud, torch.Tensor) else cloud)
-        if pts.dim() != 2:
-            raise ValueError(f"expected one cloud of shape (N, C), got {tuple(pts.shape)}")
-        pts = pts[:, :3].float()
+        pts = pts[..., :3].float()
         if self.sampling == "fps":
             keep = int(np.ceil(self.num_points * self.oversample)) if train else self.num_points
-            if pts.shape[0] > keep:
+            if pts.shape[-2] > keep:
                 pts = sample_points(pts, keep, "fps", random_start=False)
         return normalize(pts)
 
     def views_of(self, base: torch.Tensor, *, train: bool, seed: int = 0) -> torch.Tensor:
         """``3 × H × W`` (training, or evaluation with one view) or ``V × 3 × H × W`` from a :meth:`base` cloud."""
+        if base.dim() != 2:
+            raise ValueError(f"expected one cloud of shape (N, 3), got {tuple(base.shape)}")
         pts = self._subset(base, train=train, seed=seed)
         if train:
             if self.augment is not None:
@@ -139,18 +142,25 @@ class PointPipeline:
 class PointCloudDataset(Dataset):
     """Map-style dataset of ``(views, label)`` from a :class:`PointSplit` through a :class:`PointPipeline`.
 
-    The deterministic :meth:`PointPipeline.base` of each cloud is cached in
-    memory (per worker) when ``cache`` is true, so FPS and file reading run once.
+    With ``cache`` the deterministic :meth:`PointPipeline.base` of each cloud
+    (FPS + normalisation) is computed once: up front and batched for in-memory
+    sets (HDF5, demo), lazily per worker process for file lists.
     Training randomness comes from torch's global generator (seeded per sample
     by the engine); evaluation items are deterministic.
     """
 
-    def __init__(self, split: PointSplit, pipeline: PointPipeline, *, train: bool, cache: bool = True) -> None:
+    def __init__(self, split: PointSplit, pipeline: PointPipeline, *, train: bool, cache: bool = True,
+                 chunk: int = 256) -> None:
         self.split = split
         self.pipeline = pipeline
         self.train = train
         self.cache = cache
         self._bases: dict[int, torch.Tensor] = {}
+        if cache and isinstance(split.clouds, np.ndarray) and len(split):
+            log.info("sampling %d clouds (%s)", len(split), pipeline.sampling)
+            for lo in range(0, len(split), chunk):
+                block = self.pipeline.base(np.asarray(split.clouds[lo:lo + chunk], dtype=np.float32), train=train)
+                self._bases.update({lo + i: b for i, b in enumerate(block)})
 
     def __len__(self) -> int:
         return len(self.split)
@@ -260,8 +270,8 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "model": "custom",
     "model_args": {"depths": [1, 1, 2, 1], "dims": [16, 32, 64, 128],
                    "kernel_sizes": [[3], [7], [7, 3], [7]]},
-    "epochs": 10,
-    "batch_size": 32,
+    "epochs": 20,
+    "batch_size": 16,
     "lr": 2e-3,
     "warmup_epochs": 1,
     "smoothing": 0.1,

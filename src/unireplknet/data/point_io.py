@@ -96,6 +96,20 @@ def _as_cloud(arr: np.ndarray, path: Path) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def _read_numpy(path: Path) -> np.ndarray:
+    """A ``.npy`` array or the ``points``/``xyz``/``data``/``pos`` (else first) array of a ``.npz``."""
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as z:
+            keys = [k for k in ("points", "xyz", "data", "pos") if k in z.files] or list(z.files)
+            if not keys:
+                raise ValueError(".npz file holds no arrays")
+            return z[keys[0]]
+    except (ValueError, OSError, EOFError) as e:  # corrupt file or pickled object array
+        raise ValueError(f"{path}: cannot read the array ({e})") from e
+
+
 def _read_text(path: Path) -> np.ndarray:
     with open(path) as fh:
         first = ""
@@ -189,14 +203,8 @@ def read_points(
     """
     p = _exists(path)
     suffix = p.suffix.lower()
-    if suffix == ".npy":
-        arr = np.load(p, allow_pickle=False)
-    elif suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            keys = [k for k in ("points", "xyz", "data", "pos") if k in z.files] or list(z.files)
-            if not keys:
-                raise ValueError(f"{p}: .npz file holds no arrays")
-            arr = z[keys[0]]
+    if suffix in (".npy", ".npz"):
+        arr = _read_numpy(p)
     elif suffix in (".txt", ".xyz", ".pts", ".csv"):
         arr = _read_text(p)
     elif suffix == ".ply":

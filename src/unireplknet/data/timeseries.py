@@ -9,7 +9,8 @@
 * The scaler is fit on the training slice only; metrics are reported on that
   normalised scale (original units on request).
 * Windows: ``seq_len`` inputs, then ``pred_len`` targets; ``y_mark`` also
-  covers the last ``label_len`` input steps (decoder start, 0 by default). A split of ``n`` rows gives ``n - seq_len - pred_len + 1`` windows.
+  covers the last ``label_len`` input steps (decoder start, 0 by default).
+  A split of ``n`` rows gives ``n - seq_len - pred_len + 1`` windows.
 * Evaluation keeps every window (the test loader of
   :func:`unireplknet.tasks.forecasting.forecast_loaders` has ``drop_last=False``)
   and :class:`ForecastMeter` averages the metrics per sample.
@@ -24,9 +25,10 @@ paper (Corrformer's files, see :func:`load_global_weather`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,21 +40,21 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
-    "SeriesTable",
-    "StandardScaler",
-    "ForecastWindows",
+    "FILL_POLICIES",
     "ForecastData",
     "ForecastMeter",
-    "FILL_POLICIES",
+    "ForecastWindows",
+    "GlobalWeatherWindows",
+    "SeriesTable",
+    "StandardScaler",
+    "build_forecast_data",
+    "build_global_weather_data",
+    "infer_freq",
+    "load_global_weather",
     "read_series_csv",
     "series_table_from_frame",
-    "infer_freq",
-    "time_features",
     "split_borders",
-    "build_forecast_data",
-    "GlobalWeatherWindows",
-    "load_global_weather",
-    "build_global_weather_data",
+    "time_features",
 ]
 
 logger = logging.getLogger(__name__)
@@ -78,9 +80,9 @@ class SeriesTable:
 
 
 def series_table_from_frame(
-    frame: "pd.DataFrame",
-    date_col: Optional[str] = "date",
-    columns: Optional[Sequence[str]] = None,
+    frame: pd.DataFrame,
+    date_col: str | None = "date",
+    columns: Sequence[str] | None = None,
     fill: str = "ffill",
     source: str = "<frame>",
 ) -> SeriesTable:
@@ -169,7 +171,7 @@ def _fill_missing(values: np.ndarray, columns: Sequence[str], fill: str, source:
 
 
 def read_series_csv(
-    path: Union[str, Path], date_col: str = "date", columns: Optional[Sequence[str]] = None, fill: str = "ffill"
+    path: str | Path, date_col: str = "date", columns: Sequence[str] | None = None, fill: str = "ffill"
 ) -> SeriesTable:
     """Read a CSV with a date column into a validated :class:`SeriesTable` (see :func:`series_table_from_frame`)."""
     pd = require("pandas", "timeseries", "reading CSV series")
@@ -208,7 +210,7 @@ def infer_freq(dates: Any) -> str:
     return "y"
 
 
-def time_features(dates: Any, freq: Optional[str] = None) -> np.ndarray:
+def time_features(dates: Any, freq: str | None = None) -> np.ndarray:
     """Calendar features of ``dates`` scaled to [-0.5, 0.5] (T x F float32; F depends on ``freq``).
 
     h: hour, weekday, day of month, day of year; t: minute plus those; s:
@@ -293,7 +295,7 @@ class StandardScaler:
     mean: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     std: np.ndarray = field(default_factory=lambda: np.ones(0, dtype=np.float32))
 
-    def fit(self, values: np.ndarray) -> "StandardScaler":
+    def fit(self, values: np.ndarray) -> StandardScaler:
         """Fit on ``values`` (T x C) and return self."""
         self.mean = values.mean(0).astype(np.float32)
         std = values.std(0).astype(np.float32)
@@ -304,7 +306,7 @@ class StandardScaler:
         """Scale ``values`` (..., C)."""
         return ((values - self.mean) / self.std).astype(np.float32)
 
-    def inverse_transform(self, values: Any, columns: Optional[Sequence[int]] = None) -> Any:
+    def inverse_transform(self, values: Any, columns: Sequence[int] | None = None) -> Any:
         """Undo the scaling of ``values`` (..., len(columns)); works on numpy arrays and tensors."""
         mean, std = (self.mean, self.std) if columns is None else (self.mean[list(columns)], self.std[list(columns)])
         if isinstance(values, torch.Tensor):
@@ -336,10 +338,12 @@ class ForecastWindows(Dataset):
         seq_len: int,
         pred_len: int,
         label_len: int = 0,
-        targets: Optional[Sequence[int]] = None,
+        targets: Sequence[int] | None = None,
     ) -> None:
         if seq_len < 1 or pred_len < 1 or not 0 <= label_len <= seq_len:
-            raise ValueError(f"need seq_len >= 1, pred_len >= 1, 0 <= label_len <= seq_len; got {seq_len}/{pred_len}/{label_len}")
+            raise ValueError(
+                f"need seq_len >= 1, pred_len >= 1, 0 <= label_len <= seq_len; got {seq_len}/{pred_len}/{label_len}"
+            )
         if len(values) != len(marks):
             raise ValueError(f"values ({len(values)} rows) and time marks ({len(marks)} rows) differ in length")
         if len(values) < seq_len + pred_len:
@@ -375,7 +379,7 @@ class ForecastData:
     test: Any
     columns: list[str]
     targets: list[int]
-    scaler: Optional[StandardScaler]
+    scaler: StandardScaler | None
     freq: str
     borders: list[tuple[int, int]]
     seq_len: int
@@ -383,7 +387,6 @@ class ForecastData:
     label_len: int
     features: str
     dates: Any = None
-    raw: Optional[np.ndarray] = None  # unscaled values (T x C) of the selected columns
 
     @property
     def target_names(self) -> list[str]:
@@ -411,7 +414,7 @@ class ForecastData:
         }
 
 
-def _select(columns: list[str], target: Optional[str], features: str, source: str) -> tuple[list[str], Optional[str]]:
+def _select(columns: list[str], target: str | None, features: str, source: str) -> tuple[list[str], str | None]:
     if features not in ("M", "S", "MS"):
         raise ValueError(f"features must be M, S or MS, got {features!r}")
     if target is not None and target not in columns:
@@ -422,8 +425,8 @@ def _select(columns: list[str], target: Optional[str], features: str, source: st
 
 
 def build_forecast_data(
-    source: Union[str, Path, SeriesTable, "pd.DataFrame"],
-    target: Optional[str] = None,
+    source: str | Path | SeriesTable | pd.DataFrame,
+    target: str | None = None,
     features: str = "M",
     seq_len: int = 96,
     pred_len: int = 96,
@@ -433,7 +436,7 @@ def build_forecast_data(
     date_col: str = "date",
     fill: str = "ffill",
     scale: bool = True,
-    freq: Optional[str] = None,
+    freq: str | None = None,
 ) -> ForecastData:
     """Load a series, split it, fit the scaler on train and cut windows.
 
@@ -492,7 +495,6 @@ def build_forecast_data(
     return ForecastData(
         *sets, columns=list(table.columns), targets=targets, scaler=scaler, freq=freq, borders=borders,
         seq_len=seq_len, pred_len=pred_len, label_len=label_len, features=features, dates=table.dates,
-        raw=table.values,
     )
 
 
@@ -506,7 +508,7 @@ class ForecastMeter:
     also reports ``mse_orig``/``mae_orig`` in the original units.
     """
 
-    def __init__(self, scaler: Optional[StandardScaler] = None, columns: Optional[Sequence[int]] = None) -> None:
+    def __init__(self, scaler: StandardScaler | None = None, columns: Sequence[int] | None = None) -> None:
         self.scaler, self.columns = scaler, columns
         self.n = 0
         self.sums = {"mse": 0.0, "mae": 0.0, "mse_orig": 0.0, "mae_orig": 0.0}
@@ -589,7 +591,7 @@ class GlobalWeatherWindows(Dataset):
 
 
 def load_global_weather(
-    root: Union[str, Path], name: str = "temp", flag: str = "train", seq_len: int = 48, pred_len: int = 24,
+    root: str | Path, name: str = "temp", flag: str = "train", seq_len: int = 48, pred_len: int = 24,
     label_len: int = 24, group_size: int = 11,
 ) -> GlobalWeatherWindows:
     """Windows of ``{name}_global_hourly_{flag}.npy`` with ``data_time_{flag}.npy`` and ``stations_sorted.npy``.
@@ -617,7 +619,7 @@ def load_global_weather(
 
 
 def build_global_weather_data(
-    root: Union[str, Path], name: str = "temp", seq_len: int = 48, pred_len: int = 24, label_len: int = 24,
+    root: str | Path, name: str = "temp", seq_len: int = 48, pred_len: int = 24, label_len: int = 24,
     group_size: int = 11,
 ) -> ForecastData:
     """The train/val/test splits of Global Temp or Global Wind as a :class:`ForecastData`.
@@ -631,4 +633,20 @@ def build_global_weather_data(
     return ForecastData(
         *sets, columns=[f"station_{i}" for i in range(n_st)], targets=list(range(n_st)), scaler=None, freq="h",
         borders=[], seq_len=seq_len, pred_len=pred_len, label_len=label_len, features="M",
+    )
+
+
+# ----------------------------------------------------------------------------- `unireplknet train --modality timeseries`
+
+
+def add_train_args(parser: Any) -> None:
+    """No classification flags: forecasting has its own command (see :func:`build_task_data`)."""
+
+
+def build_task_data(args: Any) -> Any:
+    """Refuse clearly: forecasting is trained with ``unireplknet forecast``, not the classification ``train``."""
+    from unireplknet.cli import UserError
+
+    raise UserError(
+        "time series are forecast, not classified: use `unireplknet forecast --data FILE.csv --target COL ...`"
     )

@@ -4,7 +4,7 @@ See docs/engine.md for the contract other tasks build on.
 """
 from . import distributed
 from .checkpoint import atomic_save, load_checkpoint
-from .config import DEFAULTS, EngineConfig
+from .config import DEFAULTS, EngineConfig, check_keys, load_config_file
 from .deploy import reparameterize_verified
 from .loader import ResumableSampler, SeededDataset, ShardSampler, make_loader
 from .metrics_log import MetricsLog, plot_curves
@@ -23,9 +23,11 @@ __all__ = [
     "atomic_save",
     "build_optimizer",
     "build_scheduler",
+    "check_keys",
     "distributed",
     "layer_id",
     "load_checkpoint",
+    "load_config_file",
     "make_loader",
     "param_groups",
     "plot_curves",

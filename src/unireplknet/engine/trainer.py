@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -199,7 +198,7 @@ class Trainer:
             )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        # The schedule is a pure function of global_step (re-planned if epochs changed): no state to load.
         self.scaler.load_state_dict(ckpt["scaler"])
         if self.ema is not None:
             if ckpt.get("ema") is None:

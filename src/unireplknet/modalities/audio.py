@@ -254,12 +254,12 @@ def normalize(x: torch.Tensor, mean: float = SPEECH_COMMANDS_MEAN, std: float = 
     return (x - mean) / (2.0 * std)
 
 
-def _random_masks(shape: tuple[int, ...], length: int, max_width: int, dim_size: int,
+def _random_masks(shape: tuple[int, ...], length: int, max_width: int,
                   generator: Optional[torch.Generator], device: torch.device) -> torch.Tensor:
-    """Boolean masks ``shape x dim_size``: one band of width U[0, max_width) per leading index."""
+    """Boolean masks ``shape x length``: one band of width U[0, max_width) per leading index."""
     width = torch.randint(0, max(1, min(max_width, length)), shape, generator=generator)
     start = (torch.rand(shape, generator=generator) * (length - width)).long()
-    pos = torch.arange(dim_size)
+    pos = torch.arange(length)
     mask = (pos >= start.unsqueeze(-1)) & (pos < (start + width).unsqueeze(-1))
     return mask.to(device)
 
@@ -279,10 +279,10 @@ def spec_augment(image: torch.Tensor, freq_mask: int = 48, time_mask: int = 48, 
     out = image
     for _ in range(num_masks):
         if freq_mask > 0:
-            m = _random_masks(lead, nf, freq_mask, nf, generator, image.device)
+            m = _random_masks(lead, nf, freq_mask, generator, image.device)
             out = out.masked_fill(m.unsqueeze(-1), value)
         if time_mask > 0:
-            m = _random_masks(lead, nt, time_mask, nt, generator, image.device)
+            m = _random_masks(lead, nt, time_mask, generator, image.device)
             out = out.masked_fill(m.unsqueeze(-2), value)
     return out
 

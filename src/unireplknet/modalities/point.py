@@ -391,10 +391,14 @@ def random_rotation(
 def rotate(points: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     """Apply ``3 × 3`` (or batched ``B × 3 × 3``) rotations to xyz and to normals when present."""
     rot = rotation.to(points.dtype)
-    out = [points[..., :3] @ rot.transpose(-1, -2)]
+    rot = rot if rot.dim() == 2 else rot.unsqueeze(-3)  # B x 1 x 3 x 3, broadcast over points
+
+    def turn(v: torch.Tensor) -> torch.Tensor:  # elementwise: cheaper than bmm for 3x3 on small clouds
+        return (v.unsqueeze(-2) * rot).sum(-1)
+
+    out = [turn(points[..., :3])]
     if points.shape[-1] >= 6:
-        out.append(points[..., 3:6] @ rot.transpose(-1, -2))
-        out.append(points[..., 6:])
+        out += [turn(points[..., 3:6]), points[..., 6:].expand(*out[0].shape[:-1], -1)]
     return torch.cat(out, dim=-1)
 
 

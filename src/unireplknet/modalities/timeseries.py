@@ -12,15 +12,15 @@ forecasting literature. Only torch is needed here.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 __all__ = [
     "RevIN",
-    "TokenEmbedding",
     "SeriesEmbedding",
+    "TokenEmbedding",
     "image_shape",
     "series_to_image",
 ]
@@ -58,7 +58,7 @@ class RevIN(nn.Module):
             out = out * self.weight + self.bias
         return out, (mean, std)
 
-    def denormalize(self, y: Tensor, stats: NormStats, channels: Optional[Sequence[int]] = None) -> Tensor:
+    def denormalize(self, y: Tensor, stats: NormStats, channels: Sequence[int] | None = None) -> Tensor:
         """Undo :meth:`normalize` on a forecast ``y`` (B x P x len(channels)).
 
         ``channels`` picks which input variables the columns of ``y`` are
@@ -109,7 +109,7 @@ class SeriesEmbedding(nn.Module):
         self.static = nn.Linear(n_static, d_model) if n_static > 0 else None
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, x_mark: Optional[Tensor] = None, static: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, x_mark: Tensor | None = None, static: Tensor | None = None) -> Tensor:
         """``x`` B x L x c_in, ``x_mark`` B x L x n_time_features, ``static`` B x n_static → B x L x d_model."""
         out = self.token(x)
         if self.time is not None:
@@ -123,7 +123,7 @@ class SeriesEmbedding(nn.Module):
         return self.dropout(out)
 
 
-def image_shape(length: int, d_model: int, height: Optional[int] = None, width: Optional[int] = None) -> tuple[int, int]:
+def image_shape(length: int, d_model: int, height: int | None = None, width: int | None = None) -> tuple[int, int]:
     """Choose ``(H, W)`` with ``H * W == length * d_model``.
 
     Given neither, the most square factorisation (H <= W) is used, e.g.

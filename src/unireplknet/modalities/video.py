@@ -288,7 +288,8 @@ class ClipAugment:
         self._ra = None
         if self.rand_augment:
             aa = require("timm.data.auto_augment", "train", "RandAugment")
-            hparams = {"translate_const": int(min(self.size) * 0.45), "img_mean": tuple(round(255 * m) for m in self.mean)}
+            fill = tuple(round(255 * m) for m in self.mean)
+            hparams = {"translate_const": int(min(self.size) * 0.45), "img_mean": fill}
             self._ra = aa.rand_augment_transform(self.rand_augment, hparams)
 
     def __call__(self, clip: torch.Tensor, rng: Optional[random.Random] = None) -> torch.Tensor:

@@ -25,6 +25,8 @@ __all__ = [
     "confusion_matrix",
     "plot_confusion_matrix",
     "classification_parts",
+    "build_model",
+    "load_trained",
 ]
 
 logger = logging.getLogger(__name__)
@@ -249,7 +251,9 @@ def load_trained(path: str | Path, weights: str = "auto") -> tuple[nn.Module, di
         p = found[0]
     cfg = dict(record["config"], pretrained=None)
     model = build_model(cfg, int(record["num_classes"]), int(record["in_chans"]))
-    if p.suffix == ".safetensors":
+    if p.suffix == ".safetensors":  # deploy weights: switch to the deploy structure first
+        if hasattr(model, "reparameterize"):
+            model.eval().reparameterize()
         unireplknet.load_weights(model, p)
     else:
         model.load_state_dict(load_checkpoint(p)["model"])

@@ -69,7 +69,18 @@ def create_fpn_backbone(model: str = "unireplknet_t", pretrained: Any = None, ou
     return UniRepLKNetFPN(backbone, out_channels)
 
 
-def _detector_kwargs(anchor_sizes: Optional[Sequence[int]], kwargs: Dict[str, Any]) -> Dict[str, Any]:
+def _detector_kwargs(anchor_sizes: Optional[Sequence[int]], representation_size: int, out_channels: int,
+                     num_classes: int, kwargs: Dict[str, Any], mask: bool = False) -> Dict[str, Any]:
+    if representation_size != 1024 and "box_head" not in kwargs:
+        from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+
+        kwargs["box_head"] = TwoMLPHead(out_channels * 7 * 7, representation_size)
+        kwargs["box_predictor"] = FastRCNNPredictor(representation_size, num_classes)
+        kwargs["num_classes"] = None
+        if mask and "mask_predictor" not in kwargs:
+            from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+
+            kwargs["mask_predictor"] = MaskRCNNPredictor(256, 256, num_classes)  # torchvision's default mask head
     if anchor_sizes is not None:
         from torchvision.models.detection.anchor_utils import AnchorGenerator
 
@@ -82,29 +93,34 @@ def _detector_kwargs(anchor_sizes: Optional[Sequence[int]], kwargs: Dict[str, An
 def create_faster_rcnn(
     model: str = "unireplknet_t", num_classes: int = 91, pretrained: Any = None, min_size: int = 800, max_size: int = 1333,
     anchor_sizes: Optional[Sequence[int]] = None, out_channels: int = 256, frozen_stages: int = 0,
-    model_args: Optional[Dict[str, Any]] = None, backbone_kwargs: Optional[Dict[str, Any]] = None, **detector_kwargs: Any,
+    model_args: Optional[Dict[str, Any]] = None, backbone_kwargs: Optional[Dict[str, Any]] = None,
+    representation_size: int = 1024, **detector_kwargs: Any,
 ) -> nn.Module:
     """torchvision ``FasterRCNN`` on UniRepLKNet + FPN.
 
     ``num_classes`` includes the background (class 0). ``anchor_sizes`` (5 values, one per FPN level;
-    torchvision's default is 32..512) suits small images; ``detector_kwargs`` go to ``FasterRCNN``.
+    torchvision's default is 32..512) suits small images; ``representation_size`` is the width of the
+    box head's two fully connected layers (1024 in the original); ``detector_kwargs`` go to ``FasterRCNN``.
     """
     det = require("torchvision.models.detection", "dense", "Faster R-CNN")
     fpn = create_fpn_backbone(model, pretrained, out_channels, frozen_stages, model_args, **(backbone_kwargs or {}))
-    return det.FasterRCNN(fpn, num_classes=num_classes, min_size=min_size, max_size=max_size,
-                          **_detector_kwargs(anchor_sizes, detector_kwargs))
+    kw = _detector_kwargs(anchor_sizes, representation_size, out_channels, num_classes,
+                          dict(detector_kwargs, num_classes=num_classes))
+    return det.FasterRCNN(fpn, min_size=min_size, max_size=max_size, **kw)
 
 
 def create_mask_rcnn(
     model: str = "unireplknet_t", num_classes: int = 91, pretrained: Any = None, min_size: int = 800, max_size: int = 1333,
     anchor_sizes: Optional[Sequence[int]] = None, out_channels: int = 256, frozen_stages: int = 0,
-    model_args: Optional[Dict[str, Any]] = None, backbone_kwargs: Optional[Dict[str, Any]] = None, **detector_kwargs: Any,
+    model_args: Optional[Dict[str, Any]] = None, backbone_kwargs: Optional[Dict[str, Any]] = None,
+    representation_size: int = 1024, **detector_kwargs: Any,
 ) -> nn.Module:
     """torchvision ``MaskRCNN`` on UniRepLKNet + FPN (arguments as :func:`create_faster_rcnn`)."""
     det = require("torchvision.models.detection", "dense", "Mask R-CNN")
     fpn = create_fpn_backbone(model, pretrained, out_channels, frozen_stages, model_args, **(backbone_kwargs or {}))
-    return det.MaskRCNN(fpn, num_classes=num_classes, min_size=min_size, max_size=max_size,
-                        **_detector_kwargs(anchor_sizes, detector_kwargs))
+    kw = _detector_kwargs(anchor_sizes, representation_size, out_channels, num_classes,
+                          dict(detector_kwargs, num_classes=num_classes), mask=True)
+    return det.MaskRCNN(fpn, min_size=min_size, max_size=max_size, **kw)
 
 
 @torch.no_grad()

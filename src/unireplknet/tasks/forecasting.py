@@ -17,7 +17,8 @@ returns B x pred_len x len(targets).
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,25 +29,25 @@ from unireplknet.modalities.timeseries import RevIN, SeriesEmbedding, image_shap
 
 __all__ = [
     "ForecastModel",
+    "LinearForecast",
     "NaiveForecast",
     "SeasonalNaiveForecast",
-    "LinearForecast",
     "build_backbone",
     "detect_period",
-    "moving_average",
-    "forecast_loss",
-    "forecast_loaders",
     "evaluate_forecaster",
+    "forecast_loaders",
+    "forecast_loss",
     "make_evaluate_fn",
+    "moving_average",
     "predict",
 ]
 
 logger = logging.getLogger(__name__)
 
-Inputs = Union[Tensor, Mapping[str, Tensor]]
+Inputs = Tensor | Mapping[str, Tensor]
 
 
-def _unpack(inputs: Inputs) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+def _unpack(inputs: Inputs) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """(x, x_mark, static) from a batch dict or a bare tensor."""
     if isinstance(inputs, Tensor):
         return inputs, None, None
@@ -55,14 +56,14 @@ def _unpack(inputs: Inputs) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]
     return inputs["x"], inputs.get("x_mark"), inputs.get("static")
 
 
-def _check_x(x: Tensor, seq_len: int, channels: Optional[int] = None) -> None:
+def _check_x(x: Tensor, seq_len: int, channels: int | None = None) -> None:
     if x.ndim != 3 or x.shape[1] != seq_len or (channels is not None and x.shape[2] != channels):
         want = f"B x {seq_len} x {channels if channels is not None else 'C'}"
         raise ValueError(f"expected a {want} input window, got shape {tuple(x.shape)}")
 
 
 def build_backbone(
-    variant: Optional[str] = None, drop_path_rate: float = 0.0, **custom: Any
+    variant: str | None = None, drop_path_rate: float = 0.0, **custom: Any
 ) -> nn.Module:
     """A headless single-channel backbone: a named variant or a custom config.
 
@@ -106,10 +107,10 @@ class ForecastModel(nn.Module):
         seq_len: int,
         pred_len: int,
         n_vars: int,
-        targets: Optional[Sequence[int]] = None,
-        group_size: Optional[int] = None,
+        targets: Sequence[int] | None = None,
+        group_size: int | None = None,
         d_model: int = 64,
-        image_size: Optional[tuple[Optional[int], Optional[int]]] = None,
+        image_size: tuple[int | None, int | None] | None = None,
         n_time_features: int = 0,
         n_static: int = 0,
         revin: bool = True,
@@ -156,16 +157,19 @@ class ForecastModel(nn.Module):
     def _group(self, x: Tensor) -> Tensor:
         """B x L x C → (B * n_groups) x L x group_size."""
         b, length, _ = x.shape
-        return x.reshape(b, length, self.n_groups, self.group_size).permute(0, 2, 1, 3).reshape(-1, length, self.group_size)
+        grouped = x.reshape(b, length, self.n_groups, self.group_size).permute(0, 2, 1, 3)
+        return grouped.reshape(-1, length, self.group_size)
 
-    def to_image(self, x: Tensor, x_mark: Optional[Tensor] = None, static: Optional[Tensor] = None) -> Tensor:
+    def to_image(self, x: Tensor, x_mark: Tensor | None = None, static: Tensor | None = None) -> Tensor:
         """Embed grouped, normalised windows ((B * n_groups) x L x group_size) into (B * n_groups) x 1 x H x W."""
         n = self.n_groups
         if x_mark is not None and n > 1:
             x_mark = x_mark.repeat_interleave(n, dim=0)
         if static is not None:
             if n > 1 and (static.ndim != 3 or static.shape[1] != n):
-                raise ValueError(f"static features must be B x {n} groups x S in grouped mode, got {tuple(static.shape)}")
+                raise ValueError(
+                    f"static features must be B x {n} groups x S in grouped mode, got {tuple(static.shape)}"
+                )
             static = static.reshape(x.shape[0], -1)
         return series_to_image(self.embed(x, x_mark, static), *self.image_size)
 
@@ -185,7 +189,7 @@ class ForecastModel(nn.Module):
             out = self.revin.denormalize(out, stats, None if n > 1 else self.targets)
         return out.reshape(b, n, self.pred_len, self.n_out).permute(0, 2, 1, 3).reshape(b, self.pred_len, -1)
 
-    def reparameterize(self) -> "ForecastModel":
+    def reparameterize(self) -> ForecastModel:
         """Fuse the backbone into its deploy structure (in place)."""
         self.backbone.reparameterize()
         return self
@@ -213,7 +217,7 @@ class NaiveForecast(nn.Module):
 class SeasonalNaiveForecast(nn.Module):
     """Repeat the last full season: step h of the horizon copies step ``L - period + (h mod period)``."""
 
-    def __init__(self, pred_len: int, period: int, targets: Sequence[int], seq_len: Optional[int] = None) -> None:
+    def __init__(self, pred_len: int, period: int, targets: Sequence[int], seq_len: int | None = None) -> None:
         super().__init__()
         if period < 1 or (seq_len is not None and period > seq_len):
             raise ValueError(f"seasonal period {period} must be between 1 and seq_len ({seq_len})")
@@ -262,7 +266,7 @@ class LinearForecast(nn.Module):
         return out.transpose(1, 2)
 
 
-def detect_period(series: np.ndarray, max_period: Optional[int] = None, min_corr: float = 0.2) -> int:
+def detect_period(series: np.ndarray, max_period: int | None = None, min_corr: float = 0.2) -> int:
     """Dominant seasonal period of a 1-D series from its autocorrelation.
 
     The series is detrended by a centred moving average longer than any
@@ -331,7 +335,7 @@ def forecast_loaders(data: Any, config: Any) -> dict[str, Any]:
 
 @torch.no_grad()
 def _evaluate(
-    model: nn.Module, loader: Any, to_device: Callable[[Any], Any], meter: Any, autocast: Optional[Callable] = None
+    model: nn.Module, loader: Any, to_device: Callable[[Any], Any], meter: Any, autocast: Callable | None = None
 ) -> dict[str, float]:
     was_training = model.training
     model.eval()
@@ -347,7 +351,7 @@ def _evaluate(
     return meter.compute()
 
 
-def _mover(device: Union[str, torch.device]) -> Callable[[Any], Any]:
+def _mover(device: str | torch.device) -> Callable[[Any], Any]:
     def move(obj: Any) -> Any:
         if isinstance(obj, Tensor):
             return obj.to(device)
@@ -361,8 +365,8 @@ def _mover(device: Union[str, torch.device]) -> Callable[[Any], Any]:
 
 
 def evaluate_forecaster(
-    model: nn.Module, loader: Any, device: Union[str, torch.device] = "cpu", scaler: Any = None,
-    columns: Optional[Sequence[int]] = None,
+    model: nn.Module, loader: Any, device: str | torch.device = "cpu", scaler: Any = None,
+    columns: Sequence[int] | None = None,
 ) -> dict[str, float]:
     """Per-sample averaged MSE/MAE of ``model`` over ``loader`` (plus original units with a scaler)."""
     from unireplknet.data.timeseries import ForecastMeter
@@ -370,7 +374,7 @@ def evaluate_forecaster(
     return _evaluate(model.to(device), loader, _mover(device), ForecastMeter(scaler, columns))
 
 
-def make_evaluate_fn(scaler: Any = None, columns: Optional[Sequence[int]] = None) -> Callable[..., dict[str, float]]:
+def make_evaluate_fn(scaler: Any = None, columns: Sequence[int] | None = None) -> Callable[..., dict[str, float]]:
     """An ``evaluate_fn(model, loader, ctx)`` for :class:`unireplknet.engine.Trainer` (keys mse, mae, n)."""
     from unireplknet.data.timeseries import ForecastMeter
 
@@ -381,7 +385,7 @@ def make_evaluate_fn(scaler: Any = None, columns: Optional[Sequence[int]] = None
 
 
 @torch.no_grad()
-def predict(model: nn.Module, dataset: Any, indices: Sequence[int], device: Union[str, torch.device] = "cpu") -> Tensor:
+def predict(model: nn.Module, dataset: Any, indices: Sequence[int], device: str | torch.device = "cpu") -> Tensor:
     """Forecasts for the windows ``indices`` of ``dataset``: len(indices) x pred_len x targets (on CPU)."""
     move = _mover(device)
     was_training = model.training
