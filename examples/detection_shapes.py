@@ -7,7 +7,8 @@ the original's downstream recipe (AdamW, layer-wise lr decay through the backbon
 on norms and biases). It reports AP@0.5 on held-out scenes, checks that re-parameterizing the
 backbone leaves the detections unchanged, and writes a PNG of predicted boxes.
 
-    python examples/detection_shapes.py                  # unireplknet_a, 150 iterations of 4 scenes, 96 px
+    python examples/detection_shapes.py                  # unireplknet_a, 60 iterations of 4 scenes, 96 px
+    python examples/detection_shapes.py --model tiny     # the run in docs/dense.md
     python examples/detection_shapes.py --quick          # a tiny model for a few iterations
 """
 from __future__ import annotations
@@ -44,7 +45,7 @@ def detect(model: torch.nn.Module, data: ShapesDetection, batch: int = 8) -> tup
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="unireplknet_a", help="backbone variant, or 'tiny' (a 5-block test model)")
-    p.add_argument("--iters", type=int, default=150)
+    p.add_argument("--iters", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--size", type=int, default=96, help="scene size (px); also the detector's min/max size")
     p.add_argument("--train-scenes", type=int, default=600)

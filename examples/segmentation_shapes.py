@@ -7,7 +7,8 @@ cross-entropy with ignore index and auxiliary head, AdamW with layer-wise lr dec
 validation, re-parameterized deploy weights verified at the end, ``predictions.png``). Finally
 the best model is evaluated with whole-image and sliding-window inference.
 
-    python examples/segmentation_shapes.py            # unireplknet_a, 200 scenes of 96 px, 6 epochs
+    python examples/segmentation_shapes.py            # unireplknet_a, 96 scenes of 96 px, 4 epochs
+    python examples/segmentation_shapes.py --model tiny --size 64 --scenes 64   # the run in docs/dense.md
     python examples/segmentation_shapes.py --quick    # a tiny model for one short epoch
 """
 from __future__ import annotations
@@ -35,9 +36,10 @@ TINY = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_sizes=((3,), (7,
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/segmentation_shapes")
-    p.add_argument("--scenes", type=int, default=200, help="training scenes (plus 1/8 as many validation scenes)")
+    p.add_argument("--model", default="unireplknet_a", help="backbone variant, or 'tiny' (a 5-block test model)")
+    p.add_argument("--scenes", type=int, default=96, help="training scenes (plus 1/8 as many validation scenes)")
     p.add_argument("--size", type=int, default=96, help="scene size and training crop (px)")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--quick", action="store_true", help="tiny model, 16 scenes of 64 px, one epoch (smoke test)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -49,11 +51,11 @@ def main() -> None:
 
     flags = ["--data", str(data), "--output", str(out / "run"), "--crop-size", str(size), "--epochs", str(epochs),
              "--num-workers", "0", "--warmup-epochs", "1", "--drop-path", "0.0"]
-    if args.quick:
+    if args.quick or args.model == "tiny":
         flags += ["--model", "custom", "--model-args", json.dumps(TINY), "--seg-channels", "32", "--aux-channels", "16",
                   "--batch-size", "4", "--lr", "2e-3", "--layer-decay", "0.9"]
     else:
-        flags += ["--model", "unireplknet_a", "--seg-channels", "128", "--aux-channels", "64", "--batch-size", "8",
+        flags += ["--model", args.model, "--seg-channels", "128", "--aux-channels", "64", "--batch-size", "8",
                   "--lr", "2e-3", "--layer-decay", "0.9"]
     parser = argparse.ArgumentParser()
     add_segmentation_args(parser)

@@ -13,7 +13,8 @@ def test_infer_architecture_roundtrip():
     cfg = infer_architecture(to_official(model.state_dict()))
     assert cfg["in_chans"] == 2 and cfg["num_classes"] == 5
     assert cfg["depths"] == (1, 1, 2, 1) and cfg["dims"] == (8, 16, 32, 64)
-    assert cfg["kernel_sizes"] == ((0,), (3,), (9, 5), (7,))
+    assert cfg["kernel_sizes"] == ((0,), (3,), (9, 5), (7,)) and cfg["deploy"] is False
+    assert infer_architecture(model.reparameterize().state_dict())["deploy"] is True
     with pytest.raises(ValueError, match="stem"):
         infer_architecture({"head.weight": torch.zeros(2, 2)})
 

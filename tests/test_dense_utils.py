@@ -5,10 +5,9 @@ import pytest
 import torch
 
 from unireplknet import UniRepLKNet, UniRepLKNetFeatures
-from unireplknet.engine.optim import layer_id as engine_layer_id
+from unireplknet.engine.optim import layer_id, param_groups
 from unireplknet.tasks.dense_utils import (
-    build_dense_optimizer, create_dense_backbone, dense_layer_id, dense_param_groups, freeze_stages,
-    reparameterize_backbones,
+    build_dense_optimizer, create_dense_backbone, freeze_stages, reparameterize_backbones,
 )
 from unireplknet.tasks.segmentation import create_upernet
 from unireplknet.weights import to_official
@@ -28,29 +27,29 @@ def _randomize_bn(model: torch.nn.Module) -> None:
 
 
 def test_layer_id_follows_the_original_mapping():
-    assert dense_layer_id("backbone.downsample_layers.0.0.weight") == 0
-    assert dense_layer_id("backbone.stages.0.0.dwconv.weight") == 1
-    assert dense_layer_id("backbone.downsample_layers.1.0.weight") == 2
-    assert dense_layer_id("backbone.stages.1.2.pwconv1.1.weight") == 2
-    assert dense_layer_id("backbone.downsample_layers.2.1.bias") == 3
-    assert dense_layer_id("backbone.stages.2.0.norm.weight") == 3
-    assert dense_layer_id("backbone.stages.2.17.norm.weight") == 8  # T: 18 blocks -> 3..8
-    assert dense_layer_id("backbone.stages.2.26.norm.weight") == 11  # S: 27 blocks -> 3..11
-    assert dense_layer_id("backbone.downsample_layers.3.0.weight") == 12
-    assert dense_layer_id("backbone.stages.3.1.gamma") == 12
-    assert dense_layer_id("backbone.stages.3.1.gamma", num_layers=9) == 9
-    assert dense_layer_id("backbone.norm2.weight") == 13
-    assert dense_layer_id("decode_head.classifier.weight", num_layers=9) == 10
-    assert dense_layer_id("encoder.model.stages.2.4.dwconv.lk_origin.weight") == 4  # smp naming
-    # identical to the engine's classification mapping once the prefix is gone
+    assert layer_id("backbone.downsample_layers.0.0.weight") == 0
+    assert layer_id("backbone.stages.0.0.dwconv.weight") == 1
+    assert layer_id("backbone.downsample_layers.1.0.weight") == 2
+    assert layer_id("backbone.stages.1.2.pwconv1.1.weight") == 2
+    assert layer_id("backbone.downsample_layers.2.1.bias") == 3
+    assert layer_id("backbone.stages.2.0.norm.weight") == 3
+    assert layer_id("backbone.stages.2.17.norm.weight") == 8  # T: 18 blocks -> 3..8
+    assert layer_id("backbone.stages.2.26.norm.weight") == 11  # S: 27 blocks -> 3..11
+    assert layer_id("backbone.downsample_layers.3.0.weight") == 12
+    assert layer_id("backbone.stages.3.1.gamma") == 12
+    assert layer_id("backbone.stages.3.1.gamma", num_layers=9) == 9
+    assert layer_id("backbone.norm2.weight") == 13
+    assert layer_id("decode_head.classifier.weight", num_layers=9) == 10
+    assert layer_id("encoder.model.stages.2.4.dwconv.lk_origin.weight") == 4  # smp naming
+    # prefixes (detector, smp, DDP) do not change the group
     for name in ["downsample_layers.0.0.weight", "stages.0.0.dwconv.weight", "stages.2.13.se.down.weight",
                  "downsample_layers.3.1.weight", "stages.3.0.gamma", "head.weight"]:
-        assert dense_layer_id("backbone." + name) == engine_layer_id(name)
+        assert layer_id("backbone." + name) == layer_id(name) == layer_id("module." + name)
 
 
 def test_param_groups_scale_and_weight_decay():
     model = create_upernet("custom", num_classes=3, channels=16, aux_channels=8, model_args=TINY)
-    groups = dense_param_groups(model, weight_decay=0.05, layer_decay=0.9, num_layers=12)
+    groups = param_groups(model, weight_decay=0.05, layer_decay=0.9, num_layers=12)
     by_name = {n: g for g in groups for n in g["names"]}
     assert len(by_name) == sum(1 for _ in model.parameters())
     stem = by_name["backbone.downsample_layers.0.0.weight"]
@@ -65,14 +64,14 @@ def test_param_groups_scale_and_weight_decay():
     for g in opt.param_groups:
         assert math.isclose(g["lr"], 1e-3 * g["lr_scale"])
     with pytest.raises(ValueError, match="layer_decay"):
-        dense_param_groups(model, layer_decay=1.5)
+        param_groups(model, 0.05, layer_decay=1.5)
 
 
 def test_freeze_stages_keeps_parameters_and_statistics():
     backbone = create_dense_backbone("custom", model_args=TINY)
     frozen = freeze_stages(backbone, 2)
     assert frozen == ["downsample_layers.0", "stages.0", "downsample_layers.1", "stages.1"]
-    groups = dense_param_groups(backbone, layer_decay=0.9)
+    groups = param_groups(backbone, 0.05, layer_decay=0.9)
     names = {n for g in groups for n in g["names"]}
     assert not any(n.startswith(("stages.0", "stages.1", "downsample_layers.0", "downsample_layers.1")) for n in names)
     assert any(n.startswith("stages.2") for n in names)
@@ -133,3 +132,20 @@ def test_reparameterize_dense_model_equal_outputs_heads_untouched():
     assert all(torch.equal(v, model.decode_head.state_dict()[k]) for k, v in heads_before.items())
     assert (out - ref).abs().max().item() < 1e-4 * (1 + ref.abs().max().item())
     assert not torch.equal(out, torch.zeros_like(out))
+
+
+def test_gradient_checkpointing_and_sync_bn_options():
+    torch.manual_seed(0)
+    model = create_upernet("custom", num_classes=3, channels=16, aux_channels=0, model_args=TINY).train()
+    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    ref = model.backbone.stages[2][0].pwconv1[1].weight.grad.clone()
+    model.zero_grad()
+    model.set_grad_checkpointing(True)
+    assert all(b.grad_checkpointing for b in model.backbone.stages[2])
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    assert torch.allclose(model.backbone.stages[2][0].pwconv1[1].weight.grad, ref, atol=1e-6)
+    sync = create_upernet("custom", num_classes=3, channels=16, aux_channels=8, model_args=TINY, use_sync_bn=True)
+    bns = [m for m in sync.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert bns and all(isinstance(m, torch.nn.SyncBatchNorm) for m in bns)
+    assert sync.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 3, 32, 32)

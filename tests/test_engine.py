@@ -254,3 +254,26 @@ def test_evaluate_averages_views_and_handles_multi_label():
     multi = [(torch.stack([torch.ones(2, 4, 4), -torch.ones(2, 4, 4)]), torch.tensor([[1.0, 1.0], [0.0, 0.0]]))]
     res = C.evaluate(Probe(), multi, ctx, multi_label=True)
     assert res["mAP"] == 1.0 and "n" not in res
+
+
+class _RandomShift(torch.utils.data.Dataset):
+    """Augmentation drawn from the global torch RNG (as torchvision transforms do)."""
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        return torch.full((2,), float(i)) + torch.rand(2), i
+
+
+def test_augmentation_does_not_depend_on_worker_count():
+    batches = {}
+    for workers in (0, 2):
+        cfg = engine.EngineConfig.from_dict(dict(batch_size=4, num_workers=workers, seed=7))
+        loader = engine.make_loader(_RandomShift(), cfg, train=True)
+        loader.sampler.set_epoch(1)
+        loader.dataset.set_epoch(1)
+        batches[workers] = [x for x, _ in loader]
+    assert len(batches[0]) == 3
+    for a, b in zip(batches[0], batches[2]):
+        assert torch.equal(a, b)

@@ -15,7 +15,9 @@ from unireplknet.tasks.segmentation import (
     UPerNet, confusion_matrix, create_smp_upernet, create_upernet, predict_segmentation, segmentation_loss,
     segmentation_metrics, slide_inference, whole_inference,
 )
-from unireplknet.tasks.segmentation_train import add_segmentation_args, run_segmentation_training
+from unireplknet.tasks.segmentation_train import (
+    add_segmentation_args, resolve_segmentation_config, run_segmentation_training,
+)
 
 TINY = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_sizes=((3,), (7,), (7, 3), (7,)))
 
@@ -140,22 +142,37 @@ def test_training_steps_reduce_the_loss():
 
 
 def test_train_command_on_a_mask_folder(tmp_path):
+    from unireplknet.cli import main
+
     root = write_shapes_folder(tmp_path / "data", length=6, size=(48, 48))
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=None)  # a flag the train command already owns
-    add_segmentation_args(parser)
-    args = parser.parse_args([
-        "--data", str(root), "--output", str(tmp_path / "run"), "--model", "custom", "--model-args", json.dumps(TINY),
+    assert main([
+        "train", "--task", "segmentation", "--data", str(root), "--output", str(tmp_path / "run"), "--model", "custom", "--model-args", json.dumps(TINY),
         "--crop-size", "32", "--seg-channels", "16", "--aux-channels", "8", "--epochs", "1", "--batch-size", "2",
-        "--num-workers", "0", "--device", "cpu", "--val-fraction", "0.34", "--layer-decay", "0.9",
-    ])
-    assert run_segmentation_training(args) == 0
+        "--num-workers", "0", "--device", "cpu", "--val-split", "0.34", "--layer-decay", "0.9",
+    ]) == 0
     run = tmp_path / "run"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["best"]["metric"] == "mIoU" and 0 <= summary["best"]["value"] <= 100
     assert summary["deploy_max_abs_diff"] < 1e-3
     assert (run / "predictions.png").stat().st_size > 1000 and (run / "deploy.safetensors").is_file()
     assert "val_mIoU" in (run / "metrics.csv").read_text()
+
+
+def test_segmentation_flags_fit_the_train_command():
+    from unireplknet.cli import train
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    train.register(sub)
+    add_segmentation_args(sub.choices["train"])  # what `--task segmentation` wiring does; idempotent
+    add_segmentation_args(sub.choices["train"])
+    args = parser.parse_args(["train", "--data", "d", "--crop-size", "64", "--layer-decay", "0.8", "--output", "r",
+                              "--model-args", '{"depths": [1, 1, 2, 1]}', "--val-split", "0.2"])
+    cfg = resolve_segmentation_config(args)
+    assert cfg["crop_size"] == 64 and cfg["layer_decay"] == 0.8 and cfg["model_args"] == {"depths": [1, 1, 2, 1]}
+    assert cfg["metric"] == "mIoU" and cfg["lr"] == 1e-4 and cfg["output"] == "r" and cfg["val_split"] == 0.2
+    demo = resolve_segmentation_config(parser.parse_args(["train"]))
+    assert demo["model"] == "unireplknet_a" and demo["crop_size"] == 128
 
 
 def test_smp_upernet_with_timm_encoder_loads_mm_checkpoint(tmp_path):

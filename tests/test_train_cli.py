@@ -149,3 +149,17 @@ def test_pretrained_path_keeps_the_backbone_and_resets_the_head(tmp_path):
     assert torch.equal(model.state_dict()[key], source.state_dict()[key])
     with pytest.raises(ValueError, match="unknown model"):
         build_model(dict(cfg, model="unireplknet_zz"), 2, 3)
+
+
+def test_demo_config_layering():
+    from unireplknet.cli import build_parser
+    from unireplknet.cli.train import _modality, resolve_config
+    from unireplknet.data.image import DEMO_DEFAULTS
+
+    args = build_parser().parse_args(["train", "--epochs", "3", "--hflip", "0.25"])
+    cfg = resolve_config(args, _modality("image"))
+    assert cfg["data"] is None and cfg["model"] == "custom" and cfg["model_args"] == DEMO_DEFAULTS["model_args"]
+    assert (cfg["epochs"], cfg["hflip"], cfg["input_size"], cfg["in_chans"]) == (3, 0.25, 32, 1)
+    recipe = resolve_config(build_parser().parse_args(["train", "--data", "x", "--recipe", "in1k_t"]), _modality("image"))
+    assert (recipe["model"], recipe["drop_path"], recipe["input_size"], recipe["lr_base_batch"]) == (
+        "unireplknet_t", 0.2, 224, 4096)

@@ -292,10 +292,14 @@ def benchmark_modes(
         base = getattr(ref, "_orig_mod", ref)  # count a torch.compile'd reference on its source module
         stats[name] = (count_params(base), count_macs(base, (c, h, w)))
     peaks: Dict[str, Optional[float]] = {}
-    for name, run in runners.items():  # warm-up (compiles, chooses layouts) and one memory measurement
+    errors: Dict[str, float] = {}
+    reference_out = runners["deploy"](x).float() if "deploy" in runners else None
+    for name, run in runners.items():  # warm-up (compiles, chooses layouts), accuracy and one memory measurement
         try:
             for _ in range(max(warmup, 1)):
-                run(x)
+                out = run(x)
+            if reference_out is not None and name in modes and out.shape == reference_out.shape:
+                errors[name] = float((out.float() - reference_out).abs().max() / reference_out.abs().max())
             if latency_iters:
                 for _ in range(max(warmup, 1)):
                     run(x1)
@@ -335,7 +339,8 @@ def benchmark_modes(
             latency_p90_ms=_percentile(lat[name], 90) * 1e3 if lat[name] else None,
             peak_memory_mib=peaks.get(name), params=p, macs=m, gflops=gflops,
             fraction_of_gemm_peak=gflops / peak_gflops if peak_gflops else None,
-            extra={"gemm_peak_gflops": peak_gflops} if peak_gflops else {},
+            extra=dict({"gemm_peak_gflops": peak_gflops} if peak_gflops else {},
+                       **({"max_rel_err_vs_deploy": errors[name]} if name in errors else {})),
         ))
     ref = next((r for r in results if r.mode == "deploy"), None)
     for r in results:
@@ -362,9 +367,12 @@ def format_table(results: Sequence[BenchResult]) -> str:
             f"{r.params / 1e6:.2f} | {r.macs / 1e9:.2f} | {r.gflops:.1f} | "
             f"{'-' if r.fraction_of_gemm_peak is None else format(100 * r.fraction_of_gemm_peak, '.0f') + '%'} |"
         )
-    peak = next((r.extra.get("gemm_peak_gflops") for r in results if r.extra), None)
+    peak = next((r.extra.get("gemm_peak_gflops") for r in results if r.extra.get("gemm_peak_gflops")), None)
     if peak:
         lines.append(f"\nfp32 GEMM peak measured in the same rounds: {peak:.1f} GFLOP/s")
+    errs = [f"{r.mode} {r.extra['max_rel_err_vs_deploy']:.1e}" for r in results if "max_rel_err_vs_deploy" in r.extra]
+    if errs:
+        lines.append("max relative output difference vs deploy: " + ", ".join(errs))
     return "\n".join(lines)
 
 

@@ -126,7 +126,8 @@ def export_onnx(
     model = prepare_for_export(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    x = torch.randn(batch_size, c, h, w, dtype=next(model.parameters()).dtype)
+    # a batch of 1 would be specialised by the tracer (0/1 specialisation): trace with at least 2
+    x = torch.randn(max(batch_size, 2), c, h, w, dtype=next(model.parameters()).dtype)
     kwargs = dict(dynamo=True, input_names=["input"], output_names=["output"],
                   dynamic_shapes=_dynamic_shapes(dynamic_size), external_data=False, verbose=False)
     if opset is not None:
@@ -196,7 +197,8 @@ def export_program(
     model = prepare_for_export(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    x = torch.randn(batch_size, c, h, w, dtype=next(model.parameters()).dtype)
+    # a batch of 1 would be specialised by the tracer (0/1 specialisation): trace with at least 2
+    x = torch.randn(max(batch_size, 2), c, h, w, dtype=next(model.parameters()).dtype)
     with torch.no_grad():
         program = torch.export.export(model, (x,), dynamic_shapes=_dynamic_shapes(dynamic_size))
     torch.export.save(program, str(path))
@@ -240,7 +242,7 @@ _BLOCK_KEY = re.compile(r"^stages\.(\d+)\.(\d+)\.")
 
 def infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, object]:
     """:class:`~unireplknet.model.UniRepLKNet` arguments (in_chans, num_classes, depths, dims, kernel_sizes,
-    layer scale) read from the keys and shapes of a project- or official-layout state_dict."""
+    layer scale, deploy) read from the keys and shapes of a project- or official-layout state_dict."""
     from .weights import from_official
 
     sd = from_official(state_dict)
@@ -270,6 +272,7 @@ def infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, obje
         in_chans=int(stem.shape[1]), num_classes=int(head.shape[0]) if head is not None else 0,
         depths=depths, dims=dims, kernel_sizes=tuple(kernel_sizes),
         layer_scale_init_value=1e-6 if has_gamma else 0.0,
+        deploy=not any(k.startswith("stages.") and k.endswith("running_mean") for k in sd),
     )
 
 

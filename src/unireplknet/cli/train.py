@@ -73,6 +73,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", default=None, help="weights tag or path; the head is reset to the data's classes")
     p.add_argument("--head-init-scale", type=float, default=None, help="scale of the new head's init")
     _add_engine_flags(p)
+    p.add_argument("--task", default="classification", choices=["classification", "segmentation"],
+                   help="segmentation: UPerNet on an images/ + masks/ folder (see docs/dense.md)")
+    from ..tasks.segmentation_train import add_segmentation_args  # stdlib-only at import time
+
+    add_segmentation_args(p)  # adds only the flags the parser does not define yet
     # The modality's own flags depend on --modality: they are added when this parser runs.
     p.parse_known_args = types.MethodType(_parse_with_modality_flags, p)  # type: ignore[method-assign]
     p.set_defaults(func=run)
@@ -156,6 +161,11 @@ def _default_output(cfg: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Train, then print the summary."""
     import logging
+
+    if args.task == "segmentation":
+        from ..tasks.segmentation_train import run_segmentation_training
+
+        return run_segmentation_training(args)
 
     import torch
 

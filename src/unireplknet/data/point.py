@@ -70,7 +70,7 @@ class PointPipeline:
     """Cloud (``N × C`` array/tensor) → backbone-ready depth views.
 
     Two stages: :meth:`base` is deterministic and can be cached (FPS from the
-    first point, then unit-sphere normalisation); :meth:`views` draws the rest.
+    first point, then unit-sphere normalisation); :meth:`views_of` draws the rest.
     For training with FPS the base keeps ``oversample × num_points`` points and
     each epoch takes a random ``num_points`` of them (the original's 4800 → 4096),
     then applies ``augment``. Evaluation is deterministic, and ``views > 1``

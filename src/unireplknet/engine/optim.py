@@ -17,28 +17,26 @@ logger = logging.getLogger(__name__)
 
 #: Layer-decay groups 0..13 as in the original recipe: 12 "layers" plus stem (0) and head (13).
 NUM_LAYER_GROUPS = 14
-_DOWNSAMPLE_GROUP = {0: 0, 1: 2, 2: 3, 3: 12}
-_STAGE_GROUP = {0: 1, 1: 2, 3: 12}
+_LAYER = re.compile(r"(?:^|\.)(downsample_layers|stages)\.(\d+)\.(?:(\d+)\.)?")
 
 
-def layer_id(name: str) -> int:
-    """Layer-decay group of a UniRepLKNet parameter name (the original's 12-layer mapping).
+def layer_id(name: str, num_layers: int = NUM_LAYER_GROUPS - 2) -> int:
+    """Layer-decay group of a UniRepLKNet parameter name (the original's mapping, classification and dense).
 
-    ``downsample_layers.{0,1,2,3}`` → 0, 2, 3, 12; ``stages.0`` → 1, ``stages.1`` → 2,
-    ``stages.2.{b}`` → 3 + b // 3, ``stages.3`` → 12; everything else (``norm``, ``norm0..3``,
-    ``head``, names of other models) → 13. A ``module.`` (DDP) prefix is ignored.
+    ``downsample_layers.{0,1,2,3}`` -> 0, 2, 3, ``num_layers``; ``stages.0`` -> 1, ``stages.1`` -> 2,
+    ``stages.2.{b}`` -> ``3 + b // 3``; ``stages.3`` -> ``num_layers``; everything else (``norm``,
+    ``norm0..3``, ``head``, necks and decode heads) -> ``num_layers + 1``. Any prefix (``module.`` of DDP,
+    ``backbone.`` of a detector, ``encoder.model.`` of smp) is ignored.
     """
-    name = name.removeprefix("module.")
-    m = re.match(r"downsample_layers\.(\d+)\.", name)
-    if m:
-        return _DOWNSAMPLE_GROUP.get(int(m.group(1)), NUM_LAYER_GROUPS - 1)
-    m = re.match(r"stages\.(\d+)\.(\d+)\.", name)
-    if m:
-        stage, block = int(m.group(1)), int(m.group(2))
-        if stage == 2:
-            return min(3 + block // 3, 11)
-        return _STAGE_GROUP.get(stage, NUM_LAYER_GROUPS - 1)
-    return NUM_LAYER_GROUPS - 1
+    m = _LAYER.search(name)
+    if m is None:
+        return num_layers + 1
+    idx = int(m.group(2))
+    if m.group(1) == "downsample_layers":
+        return {0: 0, 1: 2, 2: 3}.get(idx, num_layers)
+    if idx == 2:
+        return min(3 + int(m.group(3) or 0) // 3, num_layers)
+    return {0: 1, 1: 2}.get(idx, num_layers)
 
 
 def uses_weight_decay(name: str, param: torch.Tensor) -> bool:
@@ -52,20 +50,26 @@ def uses_weight_decay(name: str, param: torch.Tensor) -> bool:
     return sum(1 for s in param.shape if s > 1) > 1
 
 
-def param_groups(model: nn.Module, weight_decay: float, layer_decay: Optional[float] = None) -> list[dict[str, Any]]:
-    """Parameter groups with ``weight_decay`` and ``lr_scale`` (honoured by timm schedulers).
+def param_groups(
+    model: nn.Module, weight_decay: float, layer_decay: Optional[float] = None, num_layers: int = NUM_LAYER_GROUPS - 2
+) -> list[dict[str, Any]]:
+    """Parameter groups with ``weight_decay`` and ``lr_scale`` (honoured by timm schedulers); frozen ones skipped.
 
-    With ``layer_decay`` the scale is ``layer_decay ** (13 - layer_id(name))``.
+    With ``layer_decay`` the scale is ``layer_decay ** (num_layers + 1 - layer_id(name, num_layers))``.
     """
+    if layer_decay is not None and not 0 < layer_decay <= 1:
+        raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
+    if num_layers < 4:
+        raise ValueError(f"num_layers must be >= 4, got {num_layers}")
     groups: dict[tuple[int, bool], dict[str, Any]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        lid = layer_id(name) if layer_decay is not None else NUM_LAYER_GROUPS - 1
+        lid = layer_id(name, num_layers) if layer_decay is not None else num_layers + 1
         decay = uses_weight_decay(name, p)
         key = (lid, decay)
         if key not in groups:
-            scale = layer_decay ** (NUM_LAYER_GROUPS - 1 - lid) if layer_decay is not None else 1.0
+            scale = layer_decay ** (num_layers + 1 - lid) if layer_decay is not None else 1.0
             groups[key] = {
                 "params": [],
                 "names": [],

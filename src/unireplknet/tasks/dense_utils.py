@@ -3,8 +3,8 @@
 * :func:`create_dense_backbone` -- a :class:`~unireplknet.model.UniRepLKNetFeatures` by name or custom config,
   with optional released / local weights (mm-style ``{'state_dict': {'backbone.*'}}`` or ImageNet ones);
 * :func:`freeze_stages` -- freeze the stem and the first stages (parameters and BatchNorm statistics);
-* :func:`dense_layer_id`, :func:`dense_param_groups`, :func:`build_dense_optimizer` -- the downstream
-  recipe of the original (SPEC §7.3): AdamW with layer-wise lr decay through the backbone;
+* :func:`build_dense_optimizer` -- the downstream recipe of the original (SPEC §7.3): AdamW with layer-wise
+  lr decay through the backbone (the engine's :func:`~unireplknet.engine.optim.param_groups`);
 * :func:`reparameterize_backbones` -- fuse every UniRepLKNet block of any model (heads untouched).
 """
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..engine.optim import uses_weight_decay
+from ..engine.optim import param_groups
 from ..model import UniRepLKNet, UniRepLKNetBlock, UniRepLKNetFeatures
 
 __all__ = [
-    "create_dense_backbone", "freeze_stages", "dense_layer_id", "dense_param_groups", "build_dense_optimizer",
+    "create_dense_backbone", "freeze_stages", "build_dense_optimizer",
     "reparameterize_backbones",
 ]
 
@@ -102,59 +102,6 @@ def freeze_stages(backbone: nn.Module, num_stages: int) -> List[str]:
     return frozen
 
 
-def dense_layer_id(name: str, num_layers: int = 12) -> int:
-    """Layer-decay id of a parameter of a dense model (the original's ``layer_wise`` constructor).
-
-    The backbone prefix (``backbone.``, ``encoder.model.`` of smp, ``module.`` of DDP) is ignored.
-    ``downsample_layers.{0,1,2,3}`` -> 0, 2, 3, ``num_layers``; ``stages.0`` -> 1, ``stages.1`` -> 2,
-    ``stages.2`` block ``b`` -> ``3 + b // 3``; ``stages.3`` -> ``num_layers``; anything else
-    (necks, heads, the feature norms ``norm0..3``) -> ``num_layers + 1``.
-    """
-    m = re.search(r"(?:^|\.)(downsample_layers|stages)\.(\d+)\.(?:(\d+)\.)?", name)
-    if m is None:
-        return num_layers + 1
-    kind, idx = m.group(1), int(m.group(2))
-    if kind == "downsample_layers":
-        return {0: 0, 1: 2, 2: 3}.get(idx, num_layers)
-    if idx == 0:
-        return 1
-    if idx == 1:
-        return 2
-    if idx == 2:
-        block = int(m.group(3)) if m.group(3) is not None else 0
-        return min(3 + block // 3, num_layers)
-    return num_layers
-
-
-def dense_param_groups(
-    model: nn.Module, weight_decay: float = 0.05, layer_decay: Optional[float] = None, num_layers: int = 12
-) -> List[Dict[str, Any]]:
-    """AdamW parameter groups: ``lr_scale = layer_decay ** (num_layers + 1 - id)``, no decay on norms/biases.
-
-    The weight-decay rule is the engine's (:func:`unireplknet.engine.optim.uses_weight_decay`).
-    Frozen parameters are skipped. Each group has ``params``, ``names``, ``weight_decay``,
-    ``lr_scale`` and ``layer_id``.
-    """
-    if layer_decay is not None and not 0 < layer_decay <= 1:
-        raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
-    if num_layers < 4:
-        raise ValueError(f"num_layers must be >= 4, got {num_layers}")
-    groups: Dict[tuple, Dict[str, Any]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        lid = dense_layer_id(name, num_layers) if layer_decay is not None else num_layers + 1
-        decay = uses_weight_decay(name, p)
-        key = (lid, decay)
-        if key not in groups:
-            scale = layer_decay ** (num_layers + 1 - lid) if layer_decay is not None else 1.0
-            groups[key] = {"params": [], "names": [], "weight_decay": weight_decay if decay else 0.0,
-                           "lr_scale": scale, "layer_id": lid}
-        groups[key]["params"].append(p)
-        groups[key]["names"].append(name)
-    return [groups[k] for k in sorted(groups)]
-
-
 def build_dense_optimizer(
     model: nn.Module,
     lr: float = 1e-4,
@@ -164,11 +111,11 @@ def build_dense_optimizer(
     betas: Sequence[float] = (0.9, 0.999),
     eps: float = 1e-8,
 ) -> torch.optim.AdamW:
-    """``torch.optim.AdamW`` over :func:`dense_param_groups`; each group's ``lr`` is ``lr * lr_scale``.
+    """``torch.optim.AdamW`` over the engine's :func:`~unireplknet.engine.optim.param_groups`; each group's ``lr`` is ``lr * lr_scale``.
 
     The groups keep ``lr_scale``, so timm schedulers (which multiply by it) can drive the lr.
     """
-    groups = dense_param_groups(model, weight_decay, layer_decay, num_layers)
+    groups = param_groups(model, weight_decay, layer_decay, num_layers)
     for g in groups:
         g.pop("names")
         g["lr"] = lr * g["lr_scale"]

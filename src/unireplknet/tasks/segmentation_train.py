@@ -26,7 +26,7 @@ _logger = logging.getLogger(__name__)
 SEG_DEFAULTS: Dict[str, Any] = {
     "model": "unireplknet_t", "model_args": None, "pretrained": None, "num_classes": None,
     "crop_size": 512, "seg_channels": 512, "aux_channels": 256, "aux_weight": 0.4, "ignore_index": 255,
-    "inference": "whole", "slide_stride": None, "num_layers": 12, "frozen_stages": 0, "val_fraction": 0.1,
+    "inference": "whole", "slide_stride": None, "num_layers": 12, "frozen_stages": 0, "val_split": 0.1,
     "demo_size": 64, "output": "runs/segmentation",
     "epochs": 50, "batch_size": 8, "lr": 1e-4, "min_lr": 0.0, "weight_decay": 0.05, "layer_decay": 0.9,
     "warmup_epochs": 1, "drop_path": 0.2, "metric": "mIoU", "metric_mode": "max", "num_workers": 2,
@@ -56,7 +56,7 @@ _FLAGS = [
     (("--slide-stride",), dict(type=int, help="stride of slide inference (default 2/3 of the crop)")),
     (("--num-layers",), dict(type=int, help="layer-decay depth (9 for T, 12 for S and larger in the original)")),
     (("--frozen-stages",), dict(type=int, help="freeze the stem and the first N stages")),
-    (("--val-fraction",), dict(type=float, help="fraction held out for validation when no val set is given")),
+    (("--val-split",), dict(type=float, help="fraction held out for validation when no val set is given")),
     (("--demo-size",), dict(type=int, help="number of demo training scenes")),
     (("--epochs",), dict(type=int)), (("--batch-size",), dict(type=int)), (("--lr",), dict(type=float)),
     (("--min-lr",), dict(type=float)), (("--weight-decay",), dict(type=float)),
@@ -89,6 +89,9 @@ def resolve_segmentation_config(args: argparse.Namespace) -> Dict[str, Any]:
     for key, value in vars(args).items():
         if value is not None and key not in ("func", "command", "verbose", "task"):
             cfg[key] = value
+    for alias in ("run_dir", "output_dir", "out"):  # the train command may name the run directory differently
+        if getattr(args, "output", None) is None and getattr(args, alias, None) is not None:
+            cfg["output"] = getattr(args, alias)
     if isinstance(cfg.get("model_args"), str):
         try:
             cfg["model_args"] = json.loads(cfg["model_args"])
@@ -130,7 +133,7 @@ def _datasets(cfg: Dict[str, Any]) -> tuple:
             raise ValueError(f"{root} has {len(pairs)} image(s): need at least 2 to hold out a validation set")
         order = list(range(len(pairs)))
         random.Random(int(cfg["seed"])).shuffle(order)
-        n_val = max(1, int(round(len(pairs) * float(cfg["val_fraction"]))))
+        n_val = max(1, int(round(len(pairs) * float(cfg["val_split"]))))
         val_idx, train_idx = sorted(order[:n_val]), sorted(order[n_val:])
         names = train.class_names
         train = SegmentationFolder([pairs[i] for i in train_idx], ncls, transform=train_tf, ignore_index=ign)
