@@ -14,13 +14,11 @@ the best model is evaluated with whole-image and sliding-window inference.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import time
 from pathlib import Path
 
-import torch
 
 from unireplknet.data.segmentation import SegmentationFolder, SegTransform, pad_collate
 from unireplknet.data.synthetic_dense import write_shapes_folder

@@ -16,7 +16,7 @@ from unireplknet.tasks.segmentation import (
     segmentation_metrics, slide_inference, whole_inference,
 )
 from unireplknet.tasks.segmentation_train import (
-    add_segmentation_args, resolve_segmentation_config, run_segmentation_training,
+    add_segmentation_args, resolve_segmentation_config,
 )
 
 TINY = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_sizes=((3,), (7,), (7, 3), (7,)))

@@ -11,7 +11,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.fx
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 

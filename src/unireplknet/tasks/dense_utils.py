@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch

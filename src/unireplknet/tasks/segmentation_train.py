@@ -15,7 +15,7 @@ import json
 import logging
 import random
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 __all__ = ["SEG_DEFAULTS", "DEMO_DEFAULTS", "add_segmentation_args", "resolve_segmentation_config",
            "run_segmentation_training"]
