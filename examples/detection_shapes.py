@@ -23,7 +23,8 @@ import torch
 
 from unireplknet.data.detection import detection_collate
 from unireplknet.data.synthetic_dense import SHAPE_CLASSES, ShapesDetection
-from unireplknet.tasks.dense_utils import build_dense_optimizer, reparameterize_backbones
+from unireplknet.model import reparameterize_blocks
+from unireplknet.tasks.dense_utils import build_dense_optimizer
 from unireplknet.tasks.dense_viz import save_detection_png
 from unireplknet.tasks.detection import average_precision, create_faster_rcnn
 
@@ -96,7 +97,7 @@ def main() -> None:
     dets, targets = detect(model, val)
     ap = average_precision(dets, targets, len(SHAPE_CLASSES))
     # re-parameterize the backbone and check the detections do not change
-    reparameterize_backbones(model)
+    reparameterize_blocks(model)
     dets2, _ = detect(model, val)
     diff = max((float((a["scores"][:n] - b["scores"][:n]).abs().max()) for a, b in zip(dets, dets2)
                 if (n := min(len(a["scores"]), len(b["scores"])))), default=0.0)

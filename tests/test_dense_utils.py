@@ -6,8 +6,9 @@ import torch
 
 from unireplknet import UniRepLKNet, UniRepLKNetFeatures
 from unireplknet.engine.optim import layer_id, param_groups
+from unireplknet.model import reparameterize_blocks
 from unireplknet.tasks.dense_utils import (
-    build_dense_optimizer, create_dense_backbone, freeze_stages, reparameterize_backbones,
+    build_dense_optimizer, create_dense_backbone, freeze_stages,
 )
 from unireplknet.tasks.segmentation import create_upernet
 from unireplknet.weights import to_official
@@ -125,7 +126,7 @@ def test_reparameterize_dense_model_equal_outputs_heads_untouched():
     x = torch.randn(2, 3, 64, 96)
     heads_before = {k: v.clone() for k, v in model.decode_head.state_dict().items()}
     ref = model(x)
-    assert reparameterize_backbones(model) == 5
+    assert reparameterize_blocks(model) == 5
     out = model(x)
     assert model.backbone.stages[2][0].deployed
     assert heads_before.keys() == model.decode_head.state_dict().keys()

@@ -4,7 +4,7 @@ import torch
 
 from unireplknet.data.detection import check_detection_target, detection_collate
 from unireplknet.data.synthetic_dense import ShapesDetection, make_scene
-from unireplknet.tasks.dense_utils import reparameterize_backbones
+from unireplknet.model import reparameterize_blocks
 from unireplknet.tasks.detection import UniRepLKNetFPN, average_precision, create_faster_rcnn, create_fpn_backbone, create_mask_rcnn
 
 TINY = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_sizes=((3,), (7,), (7, 3), (7,)))
@@ -103,7 +103,7 @@ def test_reparameterized_detector_gives_equal_outputs():
     with torch.no_grad():
         ref_feats = model.backbone(x)
         ref_det = model(images)
-    assert reparameterize_backbones(model) == 5
+    assert reparameterize_blocks(model) == 5
     with torch.no_grad():
         feats = model.backbone(x)
         det = model(images)

@@ -18,6 +18,7 @@ from .layers import GRN, DilatedReparamBlock, DropPath, LayerNorm2d, SEBlock, fu
 
 __all__ = [
     "UniRepLKNet", "UniRepLKNetBlock", "UniRepLKNetFeatures", "FeatureInfo", "VARIANTS", "default_kernel_sizes",
+    "reparameterize_blocks", "set_block_checkpointing", "check_input",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -223,6 +224,26 @@ class FeatureInfo(list):
     def get_dicts(self) -> List[Dict[str, Any]]:
         """The per-level dicts."""
         return [dict(f) for f in self]
+
+
+def reparameterize_blocks(module: nn.Module) -> int:
+    """Fuse every :class:`UniRepLKNetBlock` inside ``module`` in place (a backbone, a segmentor, a detector...).
+
+    Everything else (heads, necks) is untouched. Uses BatchNorm running statistics, so call it on a model in
+    ``eval()`` mode. Idempotent. Returns the number of blocks.
+    """
+    blocks = [m for m in module.modules() if isinstance(m, UniRepLKNetBlock)]  # collect first: blocks mutate
+    with torch.no_grad():
+        for block in blocks:
+            block.reparameterize()
+    return len(blocks)
+
+
+def set_block_checkpointing(module: nn.Module, enable: bool = True) -> None:
+    """Switch gradient checkpointing of every :class:`UniRepLKNetBlock` inside ``module``."""
+    for m in module.modules():
+        if isinstance(m, UniRepLKNetBlock):
+            m.grad_checkpointing = enable
 
 
 def check_input(x: torch.Tensor, in_chans: int) -> None:
@@ -451,9 +472,7 @@ class UniRepLKNet(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute every block in the backward pass (saves activation memory)."""
         self.grad_checkpointing = enable
-        for m in self.modules():
-            if isinstance(m, UniRepLKNetBlock):
-                m.grad_checkpointing = enable
+        set_block_checkpointing(self, enable)
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
@@ -488,14 +507,12 @@ class UniRepLKNet(nn.Module):
         """All blocks in execution order."""
         return [m for m in self.modules() if isinstance(m, UniRepLKNetBlock)]
 
-    @torch.no_grad()
     def reparameterize(self) -> "UniRepLKNet":
         """Switch every block to the inference structure in place (idempotent); returns ``self``.
 
         Uses BatchNorm running statistics, so the result equals the model in ``eval()`` mode.
         """
-        for block in self.blocks():  # collect first: blocks replace their children
-            block.reparameterize()
+        reparameterize_blocks(self)
         return self
 
 
@@ -546,15 +563,11 @@ class UniRepLKNetFeatures(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute every block in the backward pass."""
         self.grad_checkpointing = enable
-        for m in self.modules():
-            if isinstance(m, UniRepLKNetBlock):
-                m.grad_checkpointing = enable
+        set_block_checkpointing(self, enable)
 
-    @torch.no_grad()
     def reparameterize(self) -> "UniRepLKNetFeatures":
         """Switch every block to the inference structure in place (idempotent)."""
-        for block in [m for m in self.modules() if isinstance(m, UniRepLKNetBlock)]:
-            block.reparameterize()
+        reparameterize_blocks(self)
         return self
 
 

@@ -5,7 +5,7 @@
 * :func:`freeze_stages` -- freeze the stem and the first stages (parameters and BatchNorm statistics);
 * :func:`build_dense_optimizer` -- the downstream recipe of the original (SPEC §7.3): AdamW with layer-wise
   lr decay through the backbone (the engine's :func:`~unireplknet.engine.optim.param_groups`);
-* :func:`reparameterize_backbones` -- fuse every UniRepLKNet block of any model (heads untouched).
+* re-parameterization of a whole dense model is :func:`unireplknet.model.reparameterize_blocks`.
 """
 from __future__ import annotations
 
@@ -17,12 +17,9 @@ import torch
 from torch import nn
 
 from ..engine.optim import param_groups
-from ..model import UniRepLKNet, UniRepLKNetBlock, UniRepLKNetFeatures
+from ..model import UniRepLKNet, UniRepLKNetFeatures
 
-__all__ = [
-    "create_dense_backbone", "freeze_stages", "build_dense_optimizer",
-    "reparameterize_backbones",
-]
+__all__ = ["create_dense_backbone", "freeze_stages", "build_dense_optimizer"]
 
 _logger = logging.getLogger(__name__)
 
@@ -121,14 +118,3 @@ def build_dense_optimizer(
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)  # type: ignore[arg-type]
 
 
-@torch.no_grad()
-def reparameterize_backbones(model: nn.Module) -> int:
-    """Fuse every UniRepLKNet block inside ``model`` (any wrapper: segmentor, detector, smp model).
-
-    Heads and necks are untouched. Put the model in ``eval()`` first: BatchNorm statistics are folded.
-    Returns the number of blocks visited. Idempotent.
-    """
-    blocks = [m for m in model.modules() if isinstance(m, UniRepLKNetBlock)]
-    for block in blocks:
-        block.reparameterize()
-    return len(blocks)

@@ -20,7 +20,8 @@ from torch import nn
 
 from .._extras import require
 from ..model import UniRepLKNetFeatures
-from .dense_utils import create_dense_backbone, reparameterize_backbones
+from ..model import reparameterize_blocks
+from .dense_utils import create_dense_backbone
 
 __all__ = ["UniRepLKNetFPN", "create_fpn_backbone", "create_faster_rcnn", "create_mask_rcnn", "average_precision"]
 
@@ -58,7 +59,7 @@ class UniRepLKNetFPN(nn.Module):
     @torch.no_grad()
     def reparameterize(self) -> "UniRepLKNetFPN":
         """Fuse the backbone's blocks (FPN untouched)."""
-        reparameterize_backbones(self.body)
+        reparameterize_blocks(self.body)
         return self
 
 

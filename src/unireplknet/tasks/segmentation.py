@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model import UniRepLKNetFeatures
-from .dense_utils import create_dense_backbone, reparameterize_backbones
+from ..model import reparameterize_blocks
+from .dense_utils import create_dense_backbone
 
 __all__ = [
     "ConvNormAct", "UPerHead", "FCNHead", "UPerNet", "create_upernet", "create_smp_upernet", "segmentation_loss",
@@ -139,7 +140,7 @@ class UPerNet(nn.Module):
     @torch.no_grad()
     def reparameterize(self) -> "UPerNet":
         """Fuse the backbone's blocks in place (heads untouched); call after ``eval()``."""
-        reparameterize_backbones(self.backbone)
+        reparameterize_blocks(self.backbone)
         return self
 
 
