@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 from deploy_helpers import tiny_model
 from unireplknet.benchmark import benchmark_modes, check_fits_memory, format_table, measure_gemm_peak

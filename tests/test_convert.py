@@ -4,7 +4,8 @@ import torch
 import unireplknet
 from deploy_helpers import tiny_model
 from unireplknet.cli import main
-from unireplknet.export import convert_checkpoint, infer_architecture
+from unireplknet.export import convert_checkpoint
+from unireplknet.weights import infer_architecture
 from unireplknet.weights import read_checkpoint, save_weights, to_official
 
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from unireplknet import UniRepLKNet, erf, save_weights
 from unireplknet.layers import DilatedReparamBlock
+from unireplknet.weights import infer_architecture, model_from_checkpoint
 
 
 def _chain(kernels, channels=4):
@@ -145,19 +146,19 @@ def test_config_from_checkpoint_round_trips_train_and_deploy(tmp_path):
     model = _tiny(((3,), (7,), (13, 0), (5,)), in_chans=2)
     model.reset_classifier(4)
     train_path = save_weights(model, tmp_path / "train.pth")
-    cfg = erf.config_from_state_dict(model.state_dict())
+    cfg = infer_architecture(model.state_dict())
     assert cfg["kernel_sizes"] == ((3,), (7,), (13, 0), (5,))
     assert (cfg["in_chans"], cfg["num_classes"], cfg["depths"], cfg["dims"]) == (2, 4, (1, 1, 2, 1), (8, 16, 16, 16))
     deployed = model.eval().reparameterize()
     deploy_path = save_weights(deployed, tmp_path / "deploy.safetensors")
-    k_train = erf.merged_kernels(erf.model_from_checkpoint(train_path))
-    k_deploy = erf.merged_kernels(erf.model_from_checkpoint(deploy_path))
+    k_train = erf.merged_kernels(model_from_checkpoint(train_path))
+    k_deploy = erf.merged_kernels(model_from_checkpoint(deploy_path))
     assert [[k.shape for k in s] for s in k_train] == [[(8, 3, 3)], [(16, 7, 7)], [(16, 13, 13)], [(16, 5, 5)]]
     for s_train, s_deploy in zip(k_train, k_deploy):
         for a, b in zip(s_train, s_deploy):
             torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="not a UniRepLKNet"):
-        erf.config_from_state_dict({"x": torch.zeros(1)})
+        infer_architecture({"x": torch.zeros(1)})
 
 
 def test_merged_kernel_is_the_dilated_reparam_blocks_merge_and_model_is_unchanged():

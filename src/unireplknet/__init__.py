@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from .factory import create_model, list_models, model_config
+from .inference import optimize_for_inference
 from .layers import DilatedReparamBlock
 from .model import VARIANTS, UniRepLKNet, UniRepLKNetBlock, UniRepLKNetFeatures
 from .weights import PRETRAINED, list_pretrained, load_weights, save_weights
@@ -15,7 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "create_model", "list_models", "model_config", "UniRepLKNet", "UniRepLKNetBlock", "UniRepLKNetFeatures",
-    "DilatedReparamBlock", "VARIANTS", "PRETRAINED", "list_pretrained", "load_weights", "save_weights",
+    "DilatedReparamBlock", "optimize_for_inference", "VARIANTS", "PRETRAINED", "list_pretrained", "load_weights", "save_weights",
     "__version__",
 ]
 

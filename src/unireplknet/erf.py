@@ -35,8 +35,7 @@ from ._extras import require
 
 __all__ = [
     "THRESHOLDS", "AreaRatio", "builtin_image_paths", "list_input_files", "erf_inputs", "central_point_gradient",
-    "compute_erf", "postprocess_erf", "area_ratios", "theoretical_receptive_field", "config_from_state_dict",
-    "model_from_checkpoint", "build_erf_model", "merged_kernels", "kernel_pictures", "render_erf",
+    "compute_erf", "postprocess_erf", "area_ratios", "theoretical_receptive_field", "build_erf_model", "merged_kernels", "kernel_pictures", "render_erf",
     "render_kernels", "format_ratio_table",
 ]
 
@@ -322,58 +321,6 @@ def theoretical_receptive_field(model: nn.Module) -> int:
 
 
 # ------------------------------------------------------------------------------------------ models
-def config_from_state_dict(sd: Dict[str, torch.Tensor]) -> dict:
-    """``UniRepLKNet`` arguments (in_chans, num_classes, depths, dims, kernel_sizes, layer scale) of a state_dict.
-
-    Works for train- and deploy-structure weights in this package's key layout (apply
-    :func:`unireplknet.weights.from_official` first to original checkpoints).
-    """
-    import re
-
-    stem = sd.get("downsample_layers.0.0.weight")
-    if stem is None:
-        raise ValueError("not a UniRepLKNet checkpoint: no 'downsample_layers.0.0.weight' key")
-    blocks: Dict[int, Dict[int, int]] = {}
-    for key in sd:
-        m = re.match(r"^stages\.(\d+)\.(\d+)\.", key)
-        if m:
-            blocks.setdefault(int(m[1]), {}).setdefault(int(m[2]), 0)
-    if sorted(blocks) != [0, 1, 2, 3]:
-        raise ValueError(f"not a UniRepLKNet checkpoint: expected stages 0-3, found {sorted(blocks)}")
-    depths, dims, kernel_sizes = [], [], []
-    for s in range(4):
-        n = max(blocks[s]) + 1
-        depths.append(n)
-        dims.append(int(sd[f"downsample_layers.{s}.{3 if s == 0 else 0}.weight"].shape[0]))
-        ks = []
-        for b in range(n):
-            w = sd.get(f"stages.{s}.{b}.dwconv.lk_origin.weight", sd.get(f"stages.{s}.{b}.dwconv.weight"))
-            ks.append(0 if w is None else int(w.shape[-1]))
-        kernel_sizes.append(tuple(ks))
-    head = sd.get("head.weight")
-    has_ls = any(re.match(r"^stages\.\d+\.\d+\.gamma$", k) for k in sd)
-    return dict(
-        in_chans=int(stem.shape[1]), num_classes=int(head.shape[0]) if head is not None else 0,
-        depths=tuple(depths), dims=tuple(dims), kernel_sizes=tuple(kernel_sizes),
-        layer_scale_init_value=1e-6 if has_ls else 0.0,
-    )
-
-
-def model_from_checkpoint(path: Union[str, os.PathLike]) -> nn.Module:
-    """A :class:`~unireplknet.model.UniRepLKNet` rebuilt from a checkpoint's shapes, with its weights loaded.
-
-    Head-less (dense-task backbone) checkpoints load with their missing ``norm``/``head`` keys left at init.
-    """
-    from .model import UniRepLKNet
-    from .weights import from_official, load_weights, read_checkpoint, unwrap_state_dict
-
-    sd = from_official(unwrap_state_dict(read_checkpoint(path)))
-    cfg = config_from_state_dict(sd)
-    model = UniRepLKNet(**cfg)
-    load_weights(model, sd, strict="head.weight" in sd)
-    return model.eval()
-
-
 def build_erf_model(
     spec: str,
     pretrained: Optional[str] = None,
@@ -395,6 +342,8 @@ def build_erf_model(
             raise FileNotFoundError(f"checkpoint not found: {p}")
         if pretrained:
             raise ValueError(f"--pretrained cannot be combined with a checkpoint model spec ({spec})")
+        from .weights import model_from_checkpoint
+
         return model_from_checkpoint(p)
     name, _, opt = spec.partition(":")
     kwargs: dict = {}

@@ -11,11 +11,10 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -24,7 +23,7 @@ from ._extras import require
 
 __all__ = [
     "FORMATS", "ExportResult", "prepare_for_export", "export_model", "export_onnx", "export_torchscript",
-    "export_program", "verify_sizes", "relative_error", "infer_architecture", "convert_checkpoint", "ConvertResult",
+    "export_program", "verify_sizes", "relative_error", "convert_checkpoint", "ConvertResult",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -237,45 +236,6 @@ def export_model(
     return exporters[format](model, path, **kwargs)  # type: ignore[operator]
 
 
-_BLOCK_KEY = re.compile(r"^stages\.(\d+)\.(\d+)\.")
-
-
-def infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, object]:
-    """:class:`~unireplknet.model.UniRepLKNet` arguments (in_chans, num_classes, depths, dims, kernel_sizes,
-    layer scale, deploy) read from the keys and shapes of a project- or official-layout state_dict."""
-    from .weights import from_official
-
-    sd = from_official(state_dict)
-    stem = sd.get("downsample_layers.0.0.weight")
-    if stem is None:
-        raise ValueError("not a UniRepLKNet state_dict: 'downsample_layers.0.0.weight' (the stem) is missing")
-    blocks: Dict[int, Dict[int, int]] = {}
-    for key in sd:
-        m = _BLOCK_KEY.match(key)
-        if m:
-            blocks.setdefault(int(m[1]), {}).setdefault(int(m[2]), 0)
-    if sorted(blocks) != [0, 1, 2, 3]:
-        raise ValueError(f"expected blocks in 4 stages, found stages {sorted(blocks)}")
-    depths = tuple(max(blocks[s]) + 1 for s in range(4))
-    dims = tuple(int(sd[f"downsample_layers.{i}.0.weight"].shape[0]) if i else int(sd["downsample_layers.0.3.weight"].shape[0])
-                 for i in range(4))
-    kernel_sizes = []
-    for s in range(4):
-        ks = []
-        for b in range(depths[s]):
-            w = sd.get(f"stages.{s}.{b}.dwconv.lk_origin.weight", sd.get(f"stages.{s}.{b}.dwconv.weight"))
-            ks.append(int(w.shape[-1]) if w is not None else 0)
-        kernel_sizes.append(tuple(ks))
-    head = sd.get("head.weight")
-    has_gamma = any(k.endswith(".gamma") and ".act." not in k for k in sd)
-    return dict(
-        in_chans=int(stem.shape[1]), num_classes=int(head.shape[0]) if head is not None else 0,
-        depths=depths, dims=dims, kernel_sizes=tuple(kernel_sizes),
-        layer_scale_init_value=1e-6 if has_gamma else 0.0,
-        deploy=not any(k.startswith("stages.") and k.endswith("running_mean") for k in sd),
-    )
-
-
 @dataclass
 class ConvertResult:
     """The files :func:`convert_checkpoint` wrote and the largest output difference on the probe."""
@@ -300,7 +260,7 @@ def convert_checkpoint(
     """
     from .engine.deploy import reparameterize_verified
     from .model import UniRepLKNet
-    from .weights import load_weights, read_checkpoint, save_weights, unwrap_state_dict
+    from .weights import infer_architecture, load_weights, read_checkpoint, save_weights, unwrap_state_dict
 
     dst = Path(dst)
     if dst.suffix not in (".safetensors", ".pth", ".pt"):

@@ -23,7 +23,8 @@ from ._extras import require
 __all__ = [
     "PretrainedWeights", "PRETRAINED", "HF_REPO", "list_pretrained", "get_pretrained", "resolve_pretrained",
     "read_checkpoint", "unwrap_state_dict", "from_official", "to_official", "adapt_input_conv",
-    "load_weights", "save_weights", "CheckpointError", "WeightsUnavailableError",
+    "load_weights", "save_weights", "infer_architecture", "model_from_checkpoint", "CheckpointError",
+    "WeightsUnavailableError",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -305,6 +306,58 @@ def load_weights(
         _logger.warning("%s: %d missing and %d unexpected keys ignored", name, len(missing), len(unexpected))
     model.load_state_dict(sd, strict=False)
     return LoadReport(missing, unexpected, dropped, adapted)
+
+
+_BLOCK_KEY = re.compile(r"^stages\.(\d+)\.(\d+)\.")
+
+
+def infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
+    """:class:`~unireplknet.model.UniRepLKNet` arguments read from a state_dict's keys and shapes.
+
+    Returns ``in_chans``, ``num_classes`` (0 without a head), ``depths``, ``dims``, ``kernel_sizes``,
+    ``layer_scale_init_value`` and ``deploy``; works for train and deploy structure, original or project keys.
+    """
+    sd = from_official(state_dict)
+    stem = sd.get("downsample_layers.0.0.weight")
+    if stem is None:
+        raise CheckpointError("not a UniRepLKNet state_dict: 'downsample_layers.0.0.weight' (the stem) is missing")
+    blocks: Dict[int, set] = {}
+    for key in sd:
+        m = _BLOCK_KEY.match(key)
+        if m:
+            blocks.setdefault(int(m[1]), set()).add(int(m[2]))
+    if sorted(blocks) != [0, 1, 2, 3]:
+        raise CheckpointError(f"not a UniRepLKNet state_dict: expected blocks in stages 0-3, found {sorted(blocks)}")
+    depths = tuple(max(blocks[s]) + 1 for s in range(4))
+    dims = tuple(int(sd[f"downsample_layers.{s}.{3 if s == 0 else 0}.weight"].shape[0]) for s in range(4))
+    kernel_sizes = []
+    for s in range(4):
+        ks = []
+        for b in range(depths[s]):
+            w = sd.get(f"stages.{s}.{b}.dwconv.lk_origin.weight", sd.get(f"stages.{s}.{b}.dwconv.weight"))
+            ks.append(int(w.shape[-1]) if w is not None else 0)
+        kernel_sizes.append(tuple(ks))
+    head = sd.get("head.weight")
+    return dict(
+        in_chans=int(stem.shape[1]), num_classes=int(head.shape[0]) if head is not None else 0,
+        depths=depths, dims=dims, kernel_sizes=tuple(kernel_sizes),
+        layer_scale_init_value=1e-6 if any(re.match(r"^stages\.\d+\.\d+\.gamma$", k) for k in sd) else 0.0,
+        deploy=_is_deploy(sd) is True,
+    )
+
+
+def model_from_checkpoint(source: Union[str, os.PathLike, Mapping[str, Any]]) -> nn.Module:
+    """A :class:`~unireplknet.model.UniRepLKNet` rebuilt from a checkpoint's shapes, with its weights, in eval mode.
+
+    Head-less (dense-task backbone) checkpoints load with ``norm``/``head`` left at their init.
+    """
+    from .model import UniRepLKNet
+
+    raw = read_checkpoint(source) if not isinstance(source, Mapping) else dict(source)
+    sd = from_official(unwrap_state_dict(raw))
+    model = UniRepLKNet(**infer_architecture(sd))
+    load_weights(model, sd, strict="head.weight" in sd)
+    return model.eval()
 
 
 def save_weights(

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from . import UserError
-    from ..export import FORMATS, export_model, infer_architecture
+    from ..export import FORMATS, export_model
 
     out = Path(args.output)
     fmt = args.format
@@ -47,14 +47,11 @@ def run(args: argparse.Namespace) -> int:
     if fmt not in FORMATS:
         raise UserError(f"unsupported export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if args.checkpoint:
-        from ..model import UniRepLKNet
-        from ..weights import load_weights, read_checkpoint, unwrap_state_dict
+        from ..weights import model_from_checkpoint
 
         if not Path(args.checkpoint).is_file():
             raise UserError(f"checkpoint not found: {args.checkpoint}")
-        sd = unwrap_state_dict(read_checkpoint(args.checkpoint))
-        model = UniRepLKNet(**infer_architecture(sd))  # type: ignore[arg-type]
-        load_weights(model, sd)
+        model = model_from_checkpoint(args.checkpoint)
     else:
         from ..factory import create_model
 

@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
         ckpt = Path(args.checkpoint)
         if not ckpt.is_file():
             raise UserError(f"checkpoint not found: {ckpt}")
-        model, name = erf.model_from_checkpoint(ckpt), ckpt.name
+        from ..weights import model_from_checkpoint
+
+        model, name = model_from_checkpoint(ckpt), ckpt.name
     else:
         torch.manual_seed(args.seed)
         try:
