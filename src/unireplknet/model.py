@@ -6,7 +6,7 @@ rename of the Dilated Reparam Block's branches (see :mod:`unireplknet.weights`).
 """
 from __future__ import annotations
 
-import logging
+from contextlib import nullcontext
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -21,7 +21,6 @@ __all__ = [
     "reparameterize_blocks", "set_block_checkpointing", "check_input",
 ]
 
-_logger = logging.getLogger(__name__)
 
 #: depths and widths of the released variants.
 VARIANTS: Dict[str, Dict[str, Tuple[int, ...]]] = {
@@ -343,7 +342,7 @@ class UniRepLKNet(nn.Module):
         self.num_features = self.head_hidden_size = dims[-1]
         self.grad_checkpointing = grad_checkpointing
         factory = torch.device(device) if device is not None else None
-        with factory if factory is not None else _nullcontext():
+        with factory if factory is not None else nullcontext():
             self._build(in_chans, num_classes, drop_path_rate, layer_scale_init_value, deploy, use_sync_bn)
             self.apply(_init_weights)
             if isinstance(self.head, nn.Linear):
@@ -569,11 +568,3 @@ class UniRepLKNetFeatures(nn.Module):
         """Switch every block to the inference structure in place (idempotent)."""
         reparameterize_blocks(self)
         return self
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
