@@ -25,7 +25,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -439,6 +439,10 @@ def render_erf(
             text = "area ratio  " + "  ".join(f"t={r.threshold:g}: {100 * r.ratio:.1f}%" for r in ratios[name])
             ax.set_xlabel(text, fontsize=7.5)
     fig.colorbar(im, ax=list(axes), shrink=0.8, label="log10(x+1), scaled to max 1")
+    return _save(fig, out, title, dpi)
+
+
+def _save(fig: Any, out: Path, title: Optional[str], dpi: int) -> Path:
     if title:
         fig.suptitle(title, fontsize=10)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -482,9 +486,4 @@ def render_kernels(
             axes[s][0].text(0.5, 0.5, "no kernels", ha="center", va="center", fontsize=7)
     if im is not None:
         fig.colorbar(im, ax=[a for r in axes for a in r], shrink=0.8, label="mean |w| / max")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
-    _logger.info("wrote %s", out)
-    return out
+    return _save(fig, out, title, dpi)

@@ -3,6 +3,9 @@
 Each sub-command lives in its own module in this package and exposes
 ``register(subparsers) -> None``, which adds an ``argparse`` sub-parser whose
 ``func`` default is called with the parsed arguments and returns an exit code.
+A module may also define ``prepare(parser, argv) -> None``: called with the
+sub-command's own arguments before parsing, when that sub-command is the one
+invoked, it adds flags that depend on other flags (``train --modality X``).
 Modules are discovered automatically, so adding a command is adding a file.
 Sub-command modules must keep their top-level imports light (no torch-heavy
 work at import), so that ``unireplknet --help`` stays fast.
@@ -10,11 +13,12 @@ work at import), so that ``unireplknet --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import pkgutil
 import sys
-from typing import Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 from unireplknet._extras import MissingExtraError
 from unireplknet.weights import WeightsUnavailableError
@@ -26,20 +30,40 @@ class UserError(Exception):
     """A problem with the user's input: reported as one line, exit code 2, no traceback."""
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """Top-level parser: before parsing, runs the invoked sub-command's ``prepare`` hook (once)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prepare_hooks: Dict[str, Callable[[List[str]], None]] = {}
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        command = next((a for a in argv if not a.startswith("-")), None)
+        hook = self.prepare_hooks.pop(command, None) if command is not None else None
+        if hook is not None:
+            hook(argv[argv.index(command) + 1:])
+        return super().parse_known_args(argv, namespace)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every discovered sub-command."""
-    parser = argparse.ArgumentParser(
-        prog="unireplknet", description="UniRepLKNet: one large-kernel backbone for every modality."
-    )
+    parser = _CommandParser(prog="unireplknet", description="UniRepLKNet: one large-kernel backbone for every modality.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser)
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         register = getattr(module, "register", None)
-        if register is not None:
-            register(sub)
+        if register is None:
+            continue
+        before = set(sub.choices)
+        register(sub)
+        prepare = getattr(module, "prepare", None)
+        if prepare is not None:
+            for name in set(sub.choices) - before:
+                parser.prepare_hooks[name] = functools.partial(prepare, sub.choices[name])
     return parser
 
 

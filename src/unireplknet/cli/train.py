@@ -5,7 +5,6 @@ import argparse
 import importlib
 import json
 import time
-import types
 from pathlib import Path
 from typing import Any
 
@@ -78,15 +77,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from ..tasks.segmentation_train import add_segmentation_args  # stdlib-only at import time
 
     add_segmentation_args(p)  # adds only the flags the parser does not define yet
-    # The modality's own flags depend on --modality: they are added when this parser runs.
-    p.parse_known_args = types.MethodType(_parse_with_modality_flags, p)  # type: ignore[method-assign]
     p.set_defaults(func=run)
+
+
+def prepare(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Add the flags of the modality named by ``--modality`` (default image) before parsing."""
+    try:
+        mod = _modality(_peek_modality(argv))
+    except UserError as e:
+        parser.error(str(e))
+    add = getattr(mod, "add_train_args", None)
+    if add is not None:
+        add(parser)
 
 
 def _modality_dests(mod: Any) -> set[str]:
     """Config keys (argparse dests) that the modality's ``add_train_args`` defines."""
     mp = argparse.ArgumentParser(add_help=False)
-    mod.add_train_args(mp)
+    add = getattr(mod, "add_train_args", None)
+    if add is not None:
+        add(mp)
     return {a.dest for a in mp._actions}
 
 
@@ -97,22 +107,6 @@ def _peek_modality(arg_strings: list[str]) -> str:
         if a.startswith("--modality="):
             return a.split("=", 1)[1]
     return "image"
-
-
-def _parse_with_modality_flags(self: argparse.ArgumentParser, args: Any = None, namespace: Any = None) -> Any:
-    """parse_known_args that first adds the flags of the modality named by --modality (default image)."""
-    import sys
-
-    arg_strings = list(sys.argv[1:] if args is None else args)
-    name = _peek_modality(arg_strings)
-    added = self.__dict__.setdefault("_modalities_added", set())
-    if name not in added and not added:
-        try:
-            _modality(name).add_train_args(self)
-        except UserError as e:
-            self.error(str(e))
-        added.add(name)
-    return argparse.ArgumentParser.parse_known_args(self, arg_strings, namespace)
 
 
 def resolve_config(args: argparse.Namespace, mod: Any) -> dict[str, Any]:

@@ -639,10 +639,6 @@ def build_global_weather_data(
 # ----------------------------------------------------------------------------- `unireplknet train --modality timeseries`
 
 
-def add_train_args(parser: Any) -> None:
-    """No classification flags: forecasting has its own command (see :func:`build_task_data`)."""
-
-
 def build_task_data(args: Any) -> Any:
     """Refuse clearly: forecasting is trained with ``unireplknet forecast``, not the classification ``train``."""
     from unireplknet.cli import UserError
