@@ -10,14 +10,16 @@ from unireplknet.cli import main
 def test_benchmark_modes_tiny():
     model = tiny_model()
     modes = ["eager", "deploy", "channels-last", "optimized", "bf16"]
-    results = benchmark_modes(model, modes, batch_size=2, input_size=(1, 64, 64), warmup=1, repeats=1,
-                              latency_iters=1, gemm_peak=False)
+    results = benchmark_modes(model, modes, batch_size=2, input_size=(1, 64, 64), warmup=1, repeats=2,
+                              latency_iters=2, gemm_peak=False)
     assert [r.mode for r in results] == modes
     deploy = results[1]
-    assert deploy.speedup_vs_deploy == pytest.approx(1.0)
+    assert deploy.speedup_vs_deploy == pytest.approx(1.0) == deploy.speedup_best_vs_deploy
+    assert deploy.latency_min_speedup_vs_deploy == pytest.approx(1.0)
     for r in results:
         assert r.throughput > 0 and r.latency_p50_ms > 0 and r.latency_p90_ms >= r.latency_p50_ms
         assert r.params == deploy.params and r.macs == deploy.macs > 0
+        assert r.throughput_best >= r.throughput and r.latency_min_ms <= r.latency_p50_ms  # best repeat vs median
     assert results[0].params == deploy.params  # counted on the deploy structure
     table = format_table(results)
     assert table.count("\n") >= 6 and "| optimized | 2 |" in table

@@ -1,0 +1,6 @@
+"""Custom operators. Importing this package never imports triton; kernels load lazily on CUDA use."""
+from __future__ import annotations
+
+from .triton_dwconv import depthwise_conv2d, depthwise_conv2d_nhwc, depthwise_conv2d_triton, triton_available
+
+__all__ = ["depthwise_conv2d", "depthwise_conv2d_nhwc", "depthwise_conv2d_triton", "triton_available"]
