@@ -231,7 +231,7 @@ class FastBlock(nn.Module):
 
     def _grn_scale(self, norm: torch.Tensor) -> torch.Tensor:
         """GRN's per-sample, per-channel factor ``1 + gamma * N`` from the spatial L2 norms (``... x 4C``)."""
-        return torch.addcmul(torch.ones_like(norm), self.grn_gamma, norm / (norm.mean(dim=-1, keepdim=True) + 1e-6))
+        return (norm / (norm.mean(dim=-1, keepdim=True) + 1e-6)).mul_(self.grn_gamma).add_(1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.dw(x) if self.dw is not None else x
@@ -253,7 +253,7 @@ class FastBlock(nn.Module):
         for i in range(0, B, group):
             n = min(group, B - i)
             h = linear_gelu(y[i:i + n].reshape(n * hw, C), self.w1, self.b1).view(n, hw, hidden)
-            h = h * self._grn_scale((h * h).sum(dim=1).sqrt()).unsqueeze(1)
+            h.mul_(self._grn_scale((h * h).sum(dim=1).sqrt()).unsqueeze(1))  # h is this group's own buffer
             outs.append(linear_add(h.view(n * hw, hidden), res[i:i + n].reshape(n * hw, C), self.w2, self.b2))
         out = outs[0] if len(outs) == 1 else torch.cat(outs)
         return out.view(B, H, W, C)
