@@ -23,6 +23,7 @@ Everything is pure PyTorch; no compiled extension is needed.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import time
 from typing import Dict, List, Optional, Tuple
@@ -170,14 +171,22 @@ def _linear_params(conv_or_linear: nn.Module) -> Tuple[torch.Tensor, torch.Tenso
     return w, b
 
 
+@functools.lru_cache(maxsize=None)
+def _onednn_supports(dtype: torch.dtype) -> bool:
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return False
+    if dtype == torch.bfloat16:  # needs AVX-512 (BW) or newer; older CPUs use the plain ops
+        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        return bool(check is not None and check())
+    return dtype == torch.float32
+
+
 def _onednn_linear_ok(x: torch.Tensor) -> bool:
     """Whether oneDNN's fused linear ops (``torch.ops.mkldnn._linear_pointwise``) can run on ``x``."""
     return (
         x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.bfloat16)
         and not (torch.is_grad_enabled() and x.requires_grad)
-        and torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        and _onednn_supports(x.dtype)
     )
 
 
