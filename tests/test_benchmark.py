@@ -34,6 +34,8 @@ def test_benchmark_bad_input():
     model = tiny_model()
     with pytest.raises(ValueError, match="too small"):
         benchmark_modes(model, ["deploy"], batch_size=1, input_size=(1, 16, 64))
+    with pytest.raises(ValueError, match="needs --device cuda"):
+        benchmark_modes(model, ["deploy", "optimized-cudagraphs"], batch_size=1, input_size=(1, 32, 32))
     with pytest.raises(ValueError, match="unknown benchmark mode"):
         benchmark_modes(model, ["turbo"], batch_size=1, input_size=(1, 32, 32))
     with pytest.raises(ValueError, match="does not fit"):

@@ -61,6 +61,10 @@ def test_bad_input():
         optimize_for_inference(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="conv layout"):
         optimize_for_inference(tiny_model(), conv_layout="nhwc")
+    with pytest.raises(ValueError, match="needs compile=True"):
+        optimize_for_inference(tiny_model(), cuda_graphs=True)
+    with pytest.raises(ValueError, match="CUDA example_input"):
+        optimize_for_inference(tiny_model(), torch.randn(1, 1, 32, 32), compile=True, cuda_graphs=True)
     fast = optimize_for_inference(tiny_model())
     with pytest.raises(ValueError, match="expected input"):
         fast(torch.randn(1, 3, 32, 32))

@@ -9,6 +9,7 @@ Modes (each built from the same model; see :data:`MODES`):
 ``compile``         ``torch.compile`` of the deploy copy
 ``optimized``       :func:`unireplknet.inference.optimize_for_inference` (channels-last trunk)
 ``optimized-compile`` the same, compiled by inductor with frozen weights
+``optimized-cudagraphs`` the same, replayed as CUDA graphs (CUDA only)
 ``bf16``            the optimized path in bfloat16
 ``onnxruntime``     the deploy copy exported to ONNX and run by onnxruntime (CPU)
 ==================  =====================================================================
@@ -45,7 +46,8 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 MODES: Tuple[str, ...] = (
-    "eager", "deploy", "channels-last", "compile", "optimized", "optimized-compile", "bf16", "onnxruntime",
+    "eager", "deploy", "channels-last", "compile", "optimized", "optimized-compile", "optimized-cudagraphs", "bf16",
+    "onnxruntime",
 )
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
@@ -198,6 +200,11 @@ def build_runner(model: nn.Module, mode: str, example: torch.Tensor) -> Runner:
         return optimize_for_inference(model, example)
     if mode == "optimized-compile":
         return optimize_for_inference(model, example, compile=True)
+    if mode == "optimized-cudagraphs":
+        if example.device.type != "cuda":
+            raise ValueError("the optimized-cudagraphs mode needs --device cuda")
+        fast_g = optimize_for_inference(model, example, compile=True, cuda_graphs=True)
+        return lambda x: fast_g(x).clone()  # the graph's output buffer is reused by the next call
     if mode == "bf16":
         fast = optimize_for_inference(copy.deepcopy(model).to(torch.bfloat16), example.to(torch.bfloat16))
         return lambda x: fast(x.to(torch.bfloat16))

@@ -341,6 +341,7 @@ def optimize_for_inference(
     example_input: Optional[torch.Tensor] = None,
     *,
     compile: bool = False,
+    cuda_graphs: bool = False,
     conv_layout: str = "auto",
     inplace: bool = False,
 ) -> nn.Module:
@@ -356,12 +357,20 @@ def optimize_for_inference(
         compile: also wrap the result in ``torch.compile`` (inductor, frozen weights); the first
             call then compiles for a few minutes on CPU. Each convolution keeps the layout chosen
             for ``example_input`` (pass one), else a heuristic.
+        cuda_graphs: with ``compile`` on CUDA, also replay each compiled shape as a CUDA graph
+            (inductor's ``triton.cudagraphs``), which removes the kernel-launch cost that dominates
+            small batches. The output tensor is then reused by the next call of the same shape:
+            ``.clone()`` it to keep it.
         conv_layout: ``"auto"``, ``"channels_last"``, ``"nchw"`` or ``"triton"`` for every convolution
             (see :class:`NHWCConv`).
         inplace: re-parameterize ``model`` itself instead of a copy.
     """
     if not isinstance(model, UniRepLKNet):
         raise TypeError(f"optimize_for_inference needs a UniRepLKNet, got {type(model).__name__}")
+    if cuda_graphs and not compile:
+        raise ValueError("cuda_graphs=True needs compile=True (the graphs are captured by torch.compile)")
+    if cuda_graphs and (example_input is None or example_input.device.type != "cuda"):
+        raise ValueError("cuda_graphs=True needs a CUDA example_input (CUDA graphs exist only on GPUs)")
     if not inplace:
         model = copy.deepcopy(model)
     model.eval()
@@ -378,5 +387,6 @@ def optimize_for_inference(
         for m in fast.modules():  # a traced graph has no room for timing: keep one layout per convolution
             if isinstance(m, NHWCConv):
                 m.fix_layout()
-        fast = torch.compile(fast, dynamic=False, options={"freezing": True})  # type: ignore[assignment]
+        options = {"freezing": True, "triton.cudagraphs": cuda_graphs}
+        fast = torch.compile(fast, dynamic=False, options=options)  # type: ignore[assignment]
     return fast

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="unireplknet_a", help="variant (default unireplknet_a)")
     p.add_argument("--modes", default=_DEFAULT_MODES,
                    help=f"comma-separated, from eager, deploy, channels-last, compile, optimized, optimized-compile, "
-                        f"bf16, onnxruntime (default {_DEFAULT_MODES})")
+                        f"optimized-cudagraphs (CUDA), bf16, onnxruntime (default {_DEFAULT_MODES})")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--input-size", type=int, nargs=3, default=(3, 224, 224), metavar=("C", "H", "W"))
     p.add_argument("--num-classes", type=int, default=1000)
