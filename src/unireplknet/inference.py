@@ -84,27 +84,24 @@ class NHWCConv(nn.Module):
         self.layout = layout
         self.last_choice: Optional[str] = None
         self._weight_cl: Optional[torch.Tensor] = None
-
-    def _triton_eligible(self, x: torch.Tensor) -> bool:
-        """A stride-1, 'same'-padded depthwise convolution on CUDA, which the Triton kernel computes."""
-        k = self.weight.shape[-2:]
-        return (
-            x.device.type == "cuda"
-            and self.groups == self.weight.shape[0] == x.shape[-1]
-            and self.weight.shape[1] == 1
-            and tuple(self.stride) == (1, 1)
-            and tuple(self.dilation) == (1, 1)
-            and tuple(self.padding) == (k[0] // 2, k[1] // 2)
-            and k[0] % 2 == 1
-            and k[1] % 2 == 1
-            and triton_available()
+        kh, kw = conv.weight.shape[-2:]
+        # a stride-1, 'same'-padded depthwise convolution: what unireplknet.ops computes (Triton on CUDA)
+        self._depthwise_same = (
+            conv.groups == conv.weight.shape[0] == conv.in_channels
+            and conv.weight.shape[1] == 1
+            and tuple(conv.stride) == (1, 1)
+            and tuple(conv.dilation) == (1, 1)
+            and kh % 2 == 1
+            and kw % 2 == 1
+            and tuple(conv.padding) == (kh // 2, kw // 2)
         )
 
     def _candidates(self, x: torch.Tensor) -> Tuple[str, ...]:
-        return LAYOUTS + ("triton",) if self._triton_eligible(x) else LAYOUTS
+        triton_ok = self._depthwise_same and x.device.type == "cuda" and triton_available()
+        return LAYOUTS + ("triton",) if triton_ok else LAYOUTS
 
     def _run(self, x: torch.Tensor, layout: str) -> torch.Tensor:
-        if layout == "triton" and self._triton_eligible(x):
+        if layout == "triton" and self._depthwise_same:  # Triton on CUDA, else F.conv2d (unireplknet.ops decides)
             return depthwise_conv2d_nhwc(x, self.weight, self.bias)
         xn = x.permute(0, 3, 1, 2)  # NCHW view with channels-last strides
         if layout == "nchw":
