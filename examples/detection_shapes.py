@@ -1,7 +1,7 @@
 """Object detection: torchvision Faster R-CNN on a UniRepLKNet + FPN backbone, trained on CPU.
 
 Scenes are made at run time: circles, squares and triangles pasted on crops of the two photos
-scikit-learn ships (``unireplknet.data.synthetic_dense``). The detector is torchvision's
+scikit-learn ships (``unireplknet.tasks.synthetic_dense``). The detector is torchvision's
 ``FasterRCNN`` with :class:`unireplknet.tasks.detection.UniRepLKNetFPN` as backbone, optimised with
 the original's downstream recipe (AdamW, layer-wise lr decay through the backbone, no weight decay
 on norms and biases). It reports AP@0.5 on held-out scenes, checks that re-parameterizing the
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unireplknet.data.detection import detection_collate
-from unireplknet.data.synthetic_dense import SHAPE_CLASSES, ShapesDetection
+from unireplknet.tasks.detection_data import detection_collate
+from unireplknet.tasks.synthetic_dense import SHAPE_CLASSES, ShapesDetection
 from unireplknet.model import reparameterize_blocks
 from unireplknet.tasks.dense_utils import build_dense_optimizer
 from unireplknet.tasks.dense_viz import save_detection_png

@@ -4,7 +4,7 @@ versus a small PointNet baseline, trained on the same clouds in the same run.
     python examples/point_shapes.py                       # ~ a few CPU minutes
     python examples/point_shapes.py --views-png docs/point_views.png
 
-The data is the built-in demo set (``unireplknet.data.point_shapes``): six trimesh
+The data is the built-in demo set (``unireplknet.modalities.point.demo``): six trimesh
 primitives (box, ellipsoid, cylinder, cone, torus, capsule) with random proportions,
 surface-sampled and rotated uniformly over SO(3). UniRepLKNet is trained through the
 engine exactly like ``unireplknet train --modality point`` (no --data); the baseline sees
@@ -14,18 +14,21 @@ same held-out shapes after the last epoch (no checkpoint picking on the validati
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from unireplknet.cli import main as cli_main
-from unireplknet.data.point import CONFIG_DEFAULTS, DEMO_DEFAULTS, PointPipeline, demo_splits
-from unireplknet.modalities.point import PointAugment, fit_unit_sphere, normalize, sample_points
+from unireplknet.modalities.point.datasets import CONFIG_DEFAULTS, DEMO_DEFAULTS, PointPipeline, demo_splits
+from unireplknet.modalities.point.transforms import PointAugment, fit_unit_sphere, normalize, sample_points
 
 
 class PointNet(nn.Module):
@@ -46,21 +49,39 @@ class PointNet(nn.Module):
         return self.head(self.features(points.transpose(1, 2)).amax(-1))
 
 
-def train_pointnet(opts: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, float]:
-    """Train and score the PointNet baseline on the demo splits used by the UniRepLKNet run."""
-    torch.manual_seed(opts.seed)
+def write_split(root: Path, split: Any) -> None:
+    """Write a :class:`PointSplit` as ``root/<class>/<i>.npy`` (the class-folder layout ``--data`` reads)."""
+    for i, (cloud, label) in enumerate(zip(split.clouds, split.labels)):
+        folder = root / split.class_names[int(label)]
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / f"{i:04d}.npy", np.asarray(cloud, dtype=np.float32))
+
+
+def make_data(opts: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """``root/{train,val,test}/<class>/*.npy``: three disjoint random streams of SO(3)-rotated primitives."""
     train, val = demo_splits(opts.per_class, opts.val_per_class, seed=opts.seed)
+    test = demo_splits(1, opts.test_per_class, seed=opts.seed + 1000)[1]
+    for name, split in (("train", train), ("val", val), ("test", test)):
+        write_split(root / name, split)
+    return {"train": train, "val": val, "test": test}
+
+
+def train_pointnet(opts: argparse.Namespace, cfg: dict[str, Any], splits: dict[str, Any]) -> dict[str, float]:
+    """Train the PointNet baseline on the same clouds; select its epoch on val like the runner; score test."""
+    torch.manual_seed(opts.seed)
+    train, val, test = splits["train"], splits["val"], splits["test"]
     pipe = PointPipeline(num_points=cfg["num_points"], sampling="fps", resolution=8, augment=None)
-    aug = PointAugment(rotation=cfg["rotation"], scale=tuple(cfg["scale"]), translate=cfg["translate"])
+    aug = PointAugment(rotation="so3", scale=tuple(cfg["scale"]), translate=cfg["translate"])
     # the same clouds as the UniRepLKNet run: FPS bases, a random subset per step for training
     x_train = pipe.base(train.clouds, train=True)
-    x_val = pipe.base(val.clouds, train=False)
-    y_train, y_val = torch.as_tensor(train.labels), torch.as_tensor(val.labels)
+    x_val, x_test = pipe.base(val.clouds, train=False), pipe.base(test.clouds, train=False)
+    y_train, y_val, y_test = (torch.as_tensor(s.labels) for s in (train, val, test))
     model = PointNet(len(train.class_names))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     steps = opts.epochs * math.ceil(len(x_train) / opts.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.1)
     start = time.time()
+    best = (-1.0, None)
     for _ in range(opts.epochs):
         model.train()
         for idx in torch.randperm(len(x_train)).split(opts.batch_size):
@@ -68,35 +89,53 @@ def train_pointnet(opts: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, f
                 continue
             x = normalize(sample_points(x_train[idx], cfg["num_points"], "random"))
             x = fit_unit_sphere(aug(x))
-            loss = nn.functional.cross_entropy(model(x), y_train[idx], label_smoothing=cfg["smoothing"])
+            loss = nn.functional.cross_entropy(model(x), y_train[idx], label_smoothing=0.1)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
+        model.eval()
+        with torch.no_grad():
+            val_acc = (model(x_val).argmax(-1) == y_val).float().mean().item()
+        if val_acc > best[0]:
+            best = (val_acc, copy.deepcopy(model.state_dict()))
+    model.load_state_dict(best[1])
     model.eval()
     with torch.no_grad():
-        acc = (model(x_val).argmax(-1) == y_val).float().mean().item()
-    return {"val_acc1": acc, "seconds": time.time() - start,
+        acc = (model(x_test).argmax(-1) == y_test).float().mean().item()
+    return {"test_acc1": acc, "val_acc1": best[0], "seconds": time.time() - start,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
 
 
-def train_unireplknet(opts: argparse.Namespace, run_dir: Path) -> dict[str, float]:
-    """Train a tiny UniRepLKNet on the three depth views through the engine (the ``train`` command)."""
-    argv = ["train", "--modality", "point", "-o", str(run_dir), "--seed", str(opts.seed),
-            "--epochs", str(opts.epochs), "--batch-size", str(opts.batch_size),
-            "--demo-per-class", str(opts.per_class), "--demo-val-per-class", str(opts.val_per_class),
-            "--num-workers", str(opts.workers), "--no-deploy"]
-    if opts.num_points:
-        argv += ["--num-points", str(opts.num_points)]
-    if opts.input_size:
-        argv += ["--input-size", str(opts.input_size)]
+#: the tiny UniRepLKNet of the example (0.35 M parameters), as the built-in demo uses.
+MODEL_ARGS = DEMO_DEFAULTS["model_args"]
+
+
+def train_command(opts: argparse.Namespace, data: Path, run_dir: Path) -> list[str]:
+    """The ``unireplknet train`` arguments; orientation handling is left to ``auto`` (canonical pose here)."""
+    argv = ["train", "--modality", "point", "--data", str(data), "-o", str(run_dir), "--seed", str(opts.seed),
+            "--model", "custom", "--model-args", json.dumps(MODEL_ARGS, separators=(",", ":")),
+            "--epochs", str(opts.epochs), "--batch-size", str(opts.batch_size), "--lr", "2e-3",
+            "--warmup-epochs", "1", "--smoothing", "0.1", "--num-points", str(opts.num_points),
+            "--input-size", str(opts.input_size), "--splat", str(opts.splat), "--translate", "0",
+            "--num-workers", str(opts.workers), "--baselines", "--no-deploy"]
+    return argv + list(opts.extra or [])
+
+
+def train_unireplknet(opts: argparse.Namespace, data: Path, run_dir: Path) -> dict[str, Any]:
+    """Train a tiny UniRepLKNet on the depth views through ``unireplknet train --data`` (auto on)."""
+    argv = train_command(opts, data, run_dir)
     start = time.time()
     if cli_main(argv) != 0:
         raise SystemExit("training UniRepLKNet failed")
-    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    summary = json.loads((run_dir / "summary.json").read_text())
     record = json.loads((run_dir / "model.json").read_text())
-    return {"val_acc1": float(last["val_acc1"]), "seconds": time.time() - start,
-            "input_size": record["input_size"][0]}
+    base = (summary.get("baselines") or {}).get("results", {}).get("test", {})
+    return {"test_acc1": float(summary["evaluation"]["test"]["acc1"]),
+            "val_acc1": float(summary["evaluation"]["val"]["acc1"]), "seconds": time.time() - start,
+            "input": [record["in_chans"], *record["input_size"]],
+            "auto": {k: v.get("value") for k, v in (summary.get("auto") or {}).items()},
+            "baselines": base, "command": "unireplknet " + " ".join(argv)}
 
 
 def write_views_png(out_png: Path, work: Path) -> None:
@@ -123,16 +162,19 @@ def write_views_png(out_png: Path, work: Path) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--per-class", type=int, default=40, help="training shapes per class (40)")
-    p.add_argument("--val-per-class", type=int, default=20, help="held-out shapes per class (20)")
+    p.add_argument("--val-per-class", type=int, default=10, help="validation shapes per class (10)")
+    p.add_argument("--test-per-class", type=int, default=20, help="held-out test shapes per class (20)")
     p.add_argument("--epochs", type=int, default=DEMO_DEFAULTS["epochs"], help="epochs for both models")
     p.add_argument("--batch-size", type=int, default=DEMO_DEFAULTS["batch_size"])
-    p.add_argument("--num-points", type=int, default=None, help="points per cloud (demo default 512)")
-    p.add_argument("--input-size", type=int, default=None, help="depth-view resolution (demo default 64)")
+    p.add_argument("--num-points", type=int, default=DEMO_DEFAULTS["num_points"], help="points per cloud (512)")
+    p.add_argument("--input-size", type=int, default=DEMO_DEFAULTS["input_size"], help="depth-view resolution (64)")
+    p.add_argument("--splat", type=int, default=DEMO_DEFAULTS["splat"], help="splat size in pixels (3)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers for the UniRepLKNet run (2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/point_shapes", help="output folder (run dir + results.json)")
+    p.add_argument("--out", default="runs/point_shapes", help="output folder (data, run dir, results.json)")
     p.add_argument("--views-png", default=None, help="also draw the three views of a table mesh to this PNG")
     p.add_argument("--views-only", action="store_true", help="only draw --views-png, train nothing")
+    p.add_argument("extra", nargs="*", help="more `unireplknet train` flags, after --, e.g. -- --projection faces")
     return p.parse_args(argv)
 
 
@@ -145,21 +187,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise SystemExit("--views-only needs --views-png")
         write_views_png(Path(opts.views_png), out)
         return {}
-    cfg = {**CONFIG_DEFAULTS, **DEMO_DEFAULTS}
-    if opts.num_points:
-        cfg["num_points"] = opts.num_points
-    ulk = train_unireplknet(opts, out / "unireplknet")
-    base = train_pointnet(opts, cfg)
-    results = {"classes": 6, "train": 6 * opts.per_class, "val": 6 * opts.val_per_class, "epochs": opts.epochs,
-               "unireplknet": ulk, "pointnet": base}
+    cfg = {**CONFIG_DEFAULTS, **DEMO_DEFAULTS, "num_points": opts.num_points, "translate": 0.0}
+    data = out / "data"
+    if data.exists():
+        shutil.rmtree(data)
+    splits = make_data(opts, data)
+    ulk = train_unireplknet(opts, data, out / "unireplknet")
+    base = train_pointnet(opts, cfg, splits)
+    d2 = ulk["baselines"].get("logreg[d2_histogram]")
+    results = {"classes": 6, "train": len(splits["train"]), "val": len(splits["val"]), "test": len(splits["test"]),
+               "epochs": opts.epochs, "unireplknet": ulk, "pointnet": base, "d2_logreg": d2}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     if opts.views_png:
         write_views_png(Path(opts.views_png), out)
-    print(f"{'model':<34}{'val acc':>9}{'time (s)':>10}")
-    print(f"{'UniRepLKNet (3 depth views)':<34}{ulk['val_acc1']:>9.3f}{ulk['seconds']:>10.1f}")
-    print(f"{'PointNet baseline':<34}{base['val_acc1']:>9.3f}{base['seconds']:>10.1f}")
-    print(f"chance {1 / 6:.3f}; {results['train']} train / {results['val']} val shapes, {opts.epochs} epochs; "
-          f"results in {out / 'results.json'}")
+    views = "x".join(str(v) for v in ulk["input"])
+    print(f"{'model (test split, SO(3)-rotated shapes)':<44}{'test acc':>9}{'time (s)':>10}")
+    print(f"{'UniRepLKNet (depth views ' + views + ')':<44}{ulk['test_acc1']:>9.3f}{ulk['seconds']:>10.1f}")
+    print(f"{'PointNet baseline':<44}{base['test_acc1']:>9.3f}{base['seconds']:>10.1f}")
+    print(f"{'D2 histogram + logistic regression':<44}{(d2 if d2 is not None else float('nan')):>9.3f}")
+    print(f"chance {1 / 6:.3f}; {results['train']} train / {results['val']} val / {results['test']} test shapes, "
+          f"{opts.epochs} epochs; auto chose {ulk['auto']}; results in {out / 'results.json'}")
     return results
 
 

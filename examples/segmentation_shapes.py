@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 
-from unireplknet.data.segmentation import SegmentationFolder, SegTransform, pad_collate
-from unireplknet.data.synthetic_dense import write_shapes_folder
+from unireplknet.tasks.segmentation_data import SegmentationFolder, SegTransform, pad_collate
+from unireplknet.tasks.synthetic_dense import write_shapes_folder
 from unireplknet.engine.checkpoint import load_checkpoint
 from unireplknet.tasks.segmentation import (
     confusion_matrix, create_upernet, predict_segmentation, segmentation_metrics,

@@ -1,15 +1,23 @@
-"""Camera-motion classification: the label is the motion, so a single frame cannot tell it.
+"""Camera-motion classification on photos unseen in training: the label is the motion, not the scene.
 
-Clips are generated at run time from the two photos scikit-learn ships
-(``load_sample_images``): a virtual camera looks at a random window of a photo
-and pans left / right / up / down, zooms in / out or rolls clockwise /
-anticlockwise. Each clip is encoded to mp4 with PyAV, then decoded back through
-``unireplknet.data.video`` (class-per-folder dataset, DataLoader workers),
-tiled into one image and fed to a small UniRepLKNet. The same network trained
-on one frame of each clip is the baseline; it can only guess (chance 1/8).
+Clips are generated at run time from real photos shipped with installed packages
+(scikit-learn's ``china`` and ``flower``, matplotlib's ``grace_hopper``): a virtual
+camera looks at a random window of a photo and pans left / right / up / down,
+zooms in / out or rolls clockwise / anticlockwise (8 classes, chance 12.5 %). The
+train and val clips come from two photos; the test clips from the third, never
+seen in training. Clips are encoded to mp4 with PyAV and written as
+``clips/{train,val,test}/<motion>/*.mp4``; each layout is then trained through the
+real command, ``unireplknet train --modality video --data clips --video-layout L
+...``, which also fits the simple baselines on the same splits (logistic
+regression on optical-flow-like frame-difference features, on the first frame
+alone, on pooled pixels) and prints them beside the model.
 
-    python examples/video_motion.py            # a few CPU minutes
-    python examples/video_motion.py --quick    # the reduced pipeline run of the tests (seconds)
+    python examples/video_motion.py                     # diff layout, then grid (CPU minutes)
+    python examples/video_motion.py --layouts diff      # one run
+    python examples/video_motion.py --quick             # the reduced pipeline run of the tests
+
+Layouts: ``diff`` stacks the frames as channels (pixel-aligned) and adds the
+consecutive differences; ``grid`` is the paper's tiling (frames side by side).
 """
 from __future__ import annotations
 
@@ -20,25 +28,37 @@ import random
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
-from unireplknet import UniRepLKNet
-from unireplknet.data.video import ClipSampling, VideoClipDataset, scan_video_folder, write_video
-from unireplknet.modalities.video import ClipAugment
+from unireplknet.modalities.video.datasets import write_video
 
 MOTIONS = ("pan_left", "pan_right", "pan_up", "pan_down", "zoom_in", "zoom_out", "roll_cw", "roll_ccw")
 
 
-def load_photos() -> list[torch.Tensor]:
-    """The scikit-learn sample photos as ``3 x H x W`` float tensors in [0, 1]."""
+def load_photos() -> dict[str, torch.Tensor]:
+    """Real photos shipped with installed packages, as ``3 x H x W`` float tensors in [0, 1].
+
+    scikit-learn's two sample photos (``china``, ``flower``) and, when matplotlib is installed,
+    its ``grace_hopper`` portrait.
+    """
+    from PIL import Image
     from sklearn.datasets import load_sample_images
 
-    return [torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255 for img in load_sample_images().images]
+    sk = load_sample_images()
+    photos = {Path(name).stem: img for name, img in zip(sk.filenames, sk.images)}
+    try:
+        import matplotlib
+
+        hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+        if hopper.is_file():
+            photos["grace_hopper"] = np.asarray(Image.open(hopper).convert("RGB"))
+    except ImportError:
+        pass
+    return {k: torch.from_numpy(np.array(v)).permute(2, 0, 1).float() / 255 for k, v in photos.items()}
 
 
 def camera_clip(photo: torch.Tensor, motion: str, frames: int, size: int, rng: random.Random) -> np.ndarray:
@@ -71,10 +91,9 @@ def camera_clip(photo: torch.Tensor, motion: str, frames: int, size: int, rng: r
     return (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def make_dataset(root: Path, per_class: int, frames: int, size: int, seed: int) -> Path:
-    """Write ``per_class`` mp4 clips per motion under ``root/<motion>/``."""
+def make_dataset(root: Path, photos: list[torch.Tensor], per_class: int, frames: int, size: int, seed: int) -> Path:
+    """Write ``per_class`` mp4 clips per motion under ``root/<motion>/``, windows drawn from ``photos``."""
     rng = random.Random(seed)
-    photos = load_photos()
     for motion in MOTIONS:
         (root / motion).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
@@ -83,146 +102,131 @@ def make_dataset(root: Path, per_class: int, frames: int, size: int, seed: int) 
     return root
 
 
-class OneFrame(torch.utils.data.Dataset):
-    """The baseline's view of a clip dataset: only frame ``index`` of each (tiled) clip."""
+def make_splits(root: Path, train_per_class: int, val_per_class: int, test_per_class: int, frames: int, size: int,
+                seed: int, held_out: Optional[str] = None) -> dict[str, list[str]]:
+    """``root/{train,val,test}/<motion>/*.mp4``: train and val from the training photos, test from a held-out one.
 
-    def __init__(self, clips: VideoClipDataset, index: int, frames: int) -> None:
-        self.clips, self.index, self.frames = clips, index, frames
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from unireplknet.modalities.video import untile_frames
-
-        image, label = self.clips[i]
-        return untile_frames(image, self.frames)[self.index], label
-
-
-def tiny_model(num_classes: int) -> UniRepLKNet:
-    """A small UniRepLKNet. Stage 1 (stride 4) sees a 24² frame as 6 x 6 cells, so its kernel 13 reaches the
-    same place in the neighbouring tiles: the large kernel is what lets a ConvNet compare frames."""
-    return UniRepLKNet(
-        in_chans=3,
-        num_classes=num_classes,
-        depths=(1, 1, 2, 1),
-        dims=(16, 32, 64, 128),
-        kernel_sizes=((13,), (7,), (7, 7), (3,)),
-    )
+    The held-out photo (default: ``grace_hopper`` when matplotlib ships it, else ``flower``) is never
+    seen in training or validation, so the test split measures motion, not memorised scenery.
+    """
+    photos = load_photos()
+    held_out = held_out or ("grace_hopper" if "grace_hopper" in photos else "flower")
+    if held_out not in photos:
+        raise SystemExit(f"unknown photo {held_out!r}; available: {', '.join(photos)}")
+    seen = [p for name, p in photos.items() if name != held_out]
+    make_dataset(root / "train", seen, train_per_class, frames, size, seed)
+    make_dataset(root / "val", seen, val_per_class, frames, size, seed + 1)
+    make_dataset(root / "test", [photos[held_out]], test_per_class, frames, size, seed + 2)
+    return {"train/val photos": [n for n in photos if n != held_out], "test photo": [held_out]}
 
 
-def train_and_eval(
-    train_set: torch.utils.data.Dataset, val_set: torch.utils.data.Dataset, epochs: int, seed: int, workers: int
-) -> float:
-    """Train a fresh tiny model with AdamW + cosine schedule; return held-out top-1 accuracy (%)."""
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-    model = tiny_model(len(MOTIONS))
-    loader = DataLoader(train_set, batch_size=32, shuffle=True, num_workers=workers, persistent_workers=workers > 0)
-    steps = epochs * len(loader)
-    opt = torch.optim.AdamW(model.parameters(), lr=4e-3, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=4e-3, total_steps=steps, pct_start=0.1)
-    for _ in range(epochs):
-        model.train()
-        for x, y in loader:
-            loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    model.eval()
-    correct = total = 0
-    with torch.no_grad():
-        for x, y in DataLoader(val_set, batch_size=64, num_workers=workers):
-            correct += int((model(x).argmax(-1) == y).sum())
-            total += len(y)
-    return 100.0 * correct / total
+#: the small UniRepLKNet of the example: kernels 13/7/7/3, dims 16-128 (0.3 M parameters).
+MODEL_ARGS = {"depths": [1, 1, 2, 1], "dims": [32, 64, 128, 256], "kernel_sizes": [[13], [7], [7, 7], [3]]}
+
+
+def train_command(data: Path, out: Path, layout: str, frames: int, size: int, epochs: int, seed: int,
+                  workers: int, batch_size: int = 32) -> list[str]:
+    """The ``unireplknet train`` arguments of one run (``--video-layout`` is the only difference between runs)."""
+    return ["train", "--modality", "video", "--data", str(data), "--video-layout", layout,
+            "--model", "custom", "--model-args", json.dumps(MODEL_ARGS, separators=(",", ":")), "--epochs", str(epochs),
+            "--batch-size", str(batch_size), "--lr", "4e-3", "--warmup-epochs", "1",
+            "--num-frames", str(frames), "--frame-stride", "1", "--frame-size", str(size),
+            "--train-scale", "1", "1", "--hflip", "0", "--aa", "none", "--reprob", "0",
+            "--eval-clips", "1", "--eval-crops", "1", "--frame-cache", str(data.parent / "frame_cache"),
+            "--num-workers", str(workers), "--seed", str(seed), "--baselines", "--no-deploy", "-o", str(out)]
+
+
+def run_layout(data: Path, out: Path, layout: str, **kw: Any) -> dict[str, Any]:
+    """Train through the real ``unireplknet train`` command; the test numbers of the model and the baselines."""
+    from unireplknet.cli import main as cli_main
+
+    argv = train_command(data, out, layout, **kw)
+    t0 = time.time()
+    if cli_main(argv) != 0:
+        raise SystemExit(f"unireplknet train ({layout}) failed")
+    summary = json.loads((out / "summary.json").read_text())
+    test = summary["evaluation"]["test"]
+    base = (summary.get("baselines") or {}).get("results", {}).get("test", {})
+    record = json.loads((out / "model.json").read_text())
+    return {"layout": layout, "test_top1": round(100 * test["acc1"], 2),
+            "val_top1": round(100 * summary["evaluation"]["val"]["acc1"], 2),
+            "baselines": {k: round(100 * v, 2) for k, v in base.items()},
+            "input": [record["in_chans"], *record["input_size"]], "seconds": round(time.time() - t0, 1),
+            "command": "unireplknet " + " ".join(argv)}
 
 
 def run(
     train_per_class: int = 64,
-    val_per_class: int = 32,
+    val_per_class: int = 16,
+    test_per_class: int = 32,
     frames: int = 8,
-    size: int = 24,
+    size: int = 32,
     epochs: int = 30,
     seed: int = 0,
     workers: int = 1,
     threads: int = 1,
     workdir: Optional[Path] = None,
-    crop_scale: float = 1.0,
+    layouts: tuple[str, ...] = ("diff", "grid"),
+    held_out: Optional[str] = None,
 ) -> dict:
-    """Generate the data, train the video model and the single-frame baseline; return their accuracies."""
+    """Generate the clips, train one run per layout through ``unireplknet train``; return their test numbers."""
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _run(train_per_class, val_per_class, frames, size, epochs, seed, workers, workdir, crop_scale)
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(workdir or tmp)
+            t0 = time.time()
+            photos = make_splits(root / "clips", train_per_class, val_per_class, test_per_class, frames, size,
+                                 seed, held_out)
+            data_s = time.time() - t0
+            runs = [run_layout(root / "clips", root / "runs" / layout, layout, frames=frames, size=size,
+                               epochs=epochs, seed=seed, workers=workers) for layout in layouts]
     finally:
         torch.set_num_threads(old_threads)
+    return {"classes": list(MOTIONS), "photos": photos, "clips_per_class": {
+        "train": train_per_class, "val": val_per_class, "test": test_per_class},
+        "chance": round(100 / len(MOTIONS), 2), "data_seconds": round(data_s, 1), "runs": runs}
 
 
-def _run(
-    train_per_class: int, val_per_class: int, frames: int, size: int, epochs: int, seed: int, workers: int,
-    workdir: Optional[Path], crop_scale: float,
-) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(workdir or tmp)
-        t0 = time.time()
-        make_dataset(root / "train", train_per_class, frames, size, seed)
-        make_dataset(root / "val", val_per_class, frames, size, seed + 1)
-        train_records, classes = scan_video_folder(root / "train", MOTIONS)
-        val_records, _ = scan_video_folder(root / "val", MOTIONS)
-        sampling = ClipSampling(num_frames=frames, stride=1)
-        # no flips: a mirrored pan left is a pan right
-        augment = ClipAugment(size=(size, size), scale=(crop_scale, 1.0), ratio=(1.0, 1.0), hflip=0.0)
-        cache = root / "frame_cache"
-        train_set = VideoClipDataset(train_records, sampling, (size, size), augment=augment, cache_dir=cache)
-        val_set = VideoClipDataset(val_records, sampling, (size, size), cache_dir=cache)
-        t1 = time.time()
-        video_acc = train_and_eval(train_set, val_set, epochs, seed, workers)
-        t2 = time.time()
-        mid = frames // 2
-        one_train, one_val = OneFrame(train_set, mid, frames), OneFrame(val_set, mid, frames)
-        base_acc = train_and_eval(one_train, one_val, epochs, seed, workers)
-        t3 = time.time()
-        input_shape = list(val_set[0][0].shape)
-    return {
-        "classes": list(classes),
-        "train_clips": len(train_records),
-        "val_clips": len(val_records),
-        "input": input_shape,
-        "video_top1": round(video_acc, 2),
-        "single_frame_top1": round(base_acc, 2),
-        "chance": round(100 / len(classes), 2),
-        "seconds": {"data": round(t1 - t0, 1), "video": round(t2 - t1, 1), "baseline": round(t3 - t2, 1)},
-    }
+def format_results(result: dict) -> str:
+    """The comparison table: each layout's test accuracy beside the baselines of the same run."""
+    lines = [f"held-out photo {result['photos']['test photo'][0]} (test), chance {result['chance']:.1f} %"]
+    keys = ["logreg[frame_difference]", "logreg[first_frame]", "logreg[pixels]"]
+    lines.append(f"{'layout':<10}{'input':>14}{'ours':>9}" + "".join(f"{k:>26}" for k in keys) + f"{'time (s)':>10}")
+    for r in result["runs"]:
+        shape = "x".join(str(v) for v in r["input"])
+        lines.append(f"{r['layout']:<10}{shape:>14}{r['test_top1']:>8.2f}%"
+                     + "".join(f"{r['baselines'].get(k, float('nan')):>25.2f}%" for k in keys) + f"{r['seconds']:>10.1f}")
+    return "\n".join(lines)
 
 
-# The reduced run of the tests: checks the whole pipeline in seconds; too short to learn the motions.
-QUICK = dict(train_per_class=6, val_per_class=3, frames=8, size=24, epochs=1)
+# The reduced run of the tests: the whole pipeline on a few clips (learning checked by the slow test).
+QUICK = dict(train_per_class=4, val_per_class=2, test_per_class=2, frames=8, size=24, epochs=1, layouts=("diff",))
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-per-class", type=int, default=64)
-    parser.add_argument("--val-per-class", type=int, default=32)
+    parser.add_argument("--val-per-class", type=int, default=16)
+    parser.add_argument("--test-per-class", type=int, default=32)
     parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--size", type=int, default=24, help="frame side in pixels")
+    parser.add_argument("--size", type=int, default=32, help="frame side in pixels")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--layouts", default="diff,grid", help="comma-separated --video-layout values, one run each")
+    parser.add_argument("--held-out", default=None, help="photo kept for the test split (default grace_hopper)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers (decoding happens there)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for training")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep the generated clips here")
-    parser.add_argument("--crop-scale", type=float, default=1.0, help="smallest random-crop area (1: no crop)")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the generated clips and runs here")
     parser.add_argument("--quick", action="store_true", help="the reduced run used by the tests")
     a = parser.parse_args(argv)
-    kw = dict(
-        train_per_class=a.train_per_class, val_per_class=a.val_per_class, frames=a.frames, size=a.size, epochs=a.epochs
-    )
+    kw = dict(train_per_class=a.train_per_class, val_per_class=a.val_per_class, test_per_class=a.test_per_class,
+              frames=a.frames, size=a.size, epochs=a.epochs, layouts=tuple(a.layouts.split(",")))
     if a.quick:
         kw.update(QUICK)
-    result = run(**kw, seed=a.seed, workers=a.workers, threads=a.threads, workdir=a.workdir, crop_scale=a.crop_scale)
+    result = run(**kw, seed=a.seed, workers=a.workers, threads=a.threads, workdir=a.workdir, held_out=a.held_out)
     print(json.dumps(result, indent=2))
+    print(format_results(result))
     return 0
 
 

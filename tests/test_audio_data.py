@@ -12,11 +12,11 @@ import torch
 from unireplknet.cli import build_parser
 from unireplknet.cli import main as cli_main
 from unireplknet.cli.train import resolve_config
-from unireplknet.data import audio as audio_data
-from unireplknet.data.audio import AudioClassificationDataset, build_task_data, load_for_predict, log_mel_stats
-from unireplknet.data.audio_io import load_audio, read_audio
-from unireplknet.data.audio_layouts import read_audio_csv, scan_audio_data
-from unireplknet.modalities.audio import AudioConfig, log_mel_spectrogram, waveform_to_image
+from unireplknet.modalities.audio import datasets as audio_data
+from unireplknet.modalities.audio.datasets import AudioClassificationDataset, build_task_data, load_for_predict, log_mel_stats
+from unireplknet.modalities.audio.io import load_audio, read_audio
+from unireplknet.modalities.audio.layouts import read_audio_csv, scan_audio_data
+from unireplknet.modalities.audio.transforms import AudioConfig, log_mel_spectrogram, waveform_to_image
 
 SR = 16000
 
@@ -253,7 +253,10 @@ def test_builtin_demo_synthesises_spoken_words_once(tmp_path, monkeypatch):
     args = plugin_args(data=None, output=str(tmp_path / "run"), demo_words=2, demo_repeats=1)
     task = build_task_data(args)
     assert list(task.class_names) == ["no", "yes"] and task.meta["layout"] == "class_folders"
-    assert (len(task.train), len(task.val), len(task.test)) == (24, 6, 8)  # 12 / 3 / 4 voices x 2 words
+    from unireplknet.modalities.audio.demo import TEST_VOICES, TRAIN_VOICES, VAL_VOICES
+
+    assert (len(task.train), len(task.val), len(task.test)) == (
+        2 * len(TRAIN_VOICES), 2 * len(VAL_VOICES), 2 * len(TEST_VOICES))  # 36 / 3 / 4 voices x 2 words
     root = tmp_path / "run" / "spoken_words"
     clip = next((root / "test" / "no").glob("*.wav"))
     before = clip.stat().st_mtime_ns

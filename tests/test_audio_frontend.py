@@ -9,8 +9,8 @@ import pytest
 import soxr
 import torch
 
-from unireplknet.data.audio_io import resample
-from unireplknet.modalities.audio import (
+from unireplknet.modalities.audio.io import resample
+from unireplknet.modalities.audio.transforms import (
     SPEECH_COMMANDS_MEAN,
     SPEECH_COMMANDS_STD,
     AudioConfig,

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from unireplknet.data.detection import check_detection_target, detection_collate
-from unireplknet.data.synthetic_dense import ShapesDetection, make_scene
+from unireplknet.tasks.detection_data import check_detection_target, detection_collate
+from unireplknet.tasks.synthetic_dense import ShapesDetection, make_scene
 from unireplknet.model import reparameterize_blocks
 from unireplknet.tasks.detection import UniRepLKNetFPN, average_precision, create_faster_rcnn, create_fpn_backbone, create_mask_rcnn
 

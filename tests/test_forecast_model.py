@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from unireplknet.modalities.timeseries import RevIN, SeriesEmbedding, TokenEmbedding, image_shape, series_to_image
+from unireplknet.modalities.series.transforms import RevIN, SeriesEmbedding, TokenEmbedding, image_shape, series_to_image
 from unireplknet.tasks.forecasting import (
     ForecastModel,
     LinearForecast,

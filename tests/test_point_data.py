@@ -9,8 +9,8 @@ import torch
 import trimesh
 
 from unireplknet.cli import main
-from unireplknet.data import point as point_data
-from unireplknet.data.point import (
+from unireplknet.modalities.point import datasets as point_data
+from unireplknet.modalities.point.datasets import (
     CONFIG_DEFAULTS,
     RECIPES,
     PointCloudDataset,
@@ -19,8 +19,8 @@ from unireplknet.data.point import (
     load_for_predict,
     load_splits,
 )
-from unireplknet.data.point_shapes import SHAPE_CLASSES, make_shape, make_shapes
-from unireplknet.modalities.point import PointAugment
+from unireplknet.modalities.point.demo import SHAPE_CLASSES, make_shape, make_shapes
+from unireplknet.modalities.point.transforms import PointAugment
 
 
 def _args(**kw) -> argparse.Namespace:

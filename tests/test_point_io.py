@@ -11,7 +11,7 @@ import torch
 import trimesh
 from plyfile import PlyData, PlyElement
 
-from unireplknet.data.point_io import (
+from unireplknet.modalities.point.io import (
     SCANOBJECTNN_CLASSES,
     detect_layout,
     read_class_folders,
@@ -126,7 +126,7 @@ def test_bad_files_give_clear_errors(tmp_path, caplog):
     # non-manifold (three triangles share one edge): sampled anyway, with a warning naming the file
     nm = tmp_path / "fin.off"
     nm.write_text("OFF\n5 3 0\n0 0 0\n1 0 0\n0 1 0\n0 -1 0\n0 0 1\n3 0 1 2\n3 0 1 3\n3 0 1 4\n")
-    with caplog.at_level(logging.WARNING, logger="unireplknet.data.point_io"):
+    with caplog.at_level(logging.WARNING, logger="unireplknet.modalities.point.io"):
         pts = read_points(nm, mesh_points=64)
     assert pts.shape == (64, 6)
     assert "non-manifold" in caplog.text and "fin.off" in caplog.text

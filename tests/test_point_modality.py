@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from unireplknet.modalities.point import (
+from unireplknet.modalities.point.transforms import (
     FAR_VALUE,
     NEAR_VALUE,
     PointAugment,

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from unireplknet.data.segmentation import SegmentationFolder, SegTransform, check_mask, find_pairs, pad_collate
-from unireplknet.data.synthetic_dense import ShapesSegmentation, make_scene, write_shapes_folder
+from unireplknet.tasks.segmentation_data import SegmentationFolder, SegTransform, check_mask, find_pairs, pad_collate
+from unireplknet.tasks.synthetic_dense import ShapesSegmentation, make_scene, write_shapes_folder
 from unireplknet.tasks.dense_utils import build_dense_optimizer
 from unireplknet.tasks.segmentation import (
     UPerNet, confusion_matrix, create_smp_upernet, create_upernet, predict_segmentation, segmentation_loss,

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from unireplknet.data.timeseries import (
+from unireplknet.modalities.series.datasets import (
     ForecastMeter,
     ForecastWindows,
     build_forecast_data,

@@ -67,7 +67,7 @@ def test_eval_and_predict(trained, capsys):
     assert main(["eval", str(out)]) == 0
     text = capsys.readouterr().out
     assert "top-1" in text and "n=6" in text
-    result = json.loads((out / "eval" / "eval.json").read_text())
+    result = json.loads((out / "eval" / "eval-val.json").read_text())
     assert result["n"] == 6 and np.array(result["confusion_matrix"]).sum() == 6
     assert (out / "eval" / "confusion.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
@@ -113,11 +113,15 @@ def test_python_dash_m_entry_point(monkeypatch, capsys):
         runpy.run_module("unireplknet", run_name="__main__", alter_sys=True)
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "--recipe" in out and "--input-size" in out
+    assert "--recipe" in out and "--modality audio --help" in " ".join(out.split())  # how to see modality flags
+    monkeypatch.setattr(sys, "argv", ["unireplknet", "train", "--modality", "image", "--help"])
+    with pytest.raises(SystemExit):
+        runpy.run_module("unireplknet", run_name="__main__", alter_sys=True)
+    assert "--input-size" in capsys.readouterr().out
 
 
 def test_recipes_match_the_original_tables():
-    from unireplknet.data.image import RECIPES
+    from unireplknet.modalities.image.datasets import RECIPES
 
     assert RECIPES["in1k_t"]["drop_path"] == 0.2 and RECIPES["in1k_t"]["mixup"] == 0.8
     assert RECIPES["in1k_a"]["cutmix"] == 0.3 and RECIPES["in1k_s"]["drop_path"] == 0.4
@@ -153,9 +157,14 @@ def test_pretrained_path_keeps_the_backbone_and_resets_the_head(tmp_path):
 
 def test_demo_config_layering():
     from unireplknet.cli import build_parser
-    from unireplknet.cli.train import _modality, resolve_config
-    from unireplknet.data.image import DEMO_DEFAULTS
+    from unireplknet.modalities import get_modality
+    from unireplknet.modalities.image.datasets import DEMO_DEFAULTS
+    from unireplknet.runner.train import _resolve
 
+    def resolve_config(args, modality):
+        return _resolve(args, modality).config
+
+    _modality = get_modality
     args = build_parser().parse_args(["train", "--epochs", "3", "--hflip", "0.25"])
     cfg = resolve_config(args, _modality("image"))
     assert cfg["data"] is None and cfg["model"] == "custom" and cfg["model_args"] == DEMO_DEFAULTS["model_args"]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from unireplknet.data import video as vd
-from unireplknet.data.video import (
+from unireplknet.modalities.video import datasets as vd
+from unireplknet.modalities.video.datasets import (
     ClipSampling,
     VideoClipDataset,
     VideoRecord,
@@ -21,7 +21,7 @@ from unireplknet.data.video import (
     scan_video_folder,
     write_video,
 )
-from unireplknet.modalities.video import ClipAugment
+from unireplknet.modalities.video.transforms import ClipAugment
 
 STEP = 6  # frame i is filled with the value STEP * i (lossless codec: exact)
 

@@ -1,4 +1,5 @@
-"""A reduced run of examples/video_motion.py: clips made from real photos, encoded to mp4, decoded, trained on."""
+"""A reduced run of examples/video_motion.py: clips made from real photos, encoded to mp4, trained on through
+``unireplknet train``."""
 from __future__ import annotations
 
 import importlib.util
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from unireplknet.data.video import ClipSampling, read_clips, write_video
+from unireplknet.modalities.video.datasets import ClipSampling, read_clips, write_video
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "video_motion.py"
 
@@ -23,7 +24,7 @@ def _load_example():
 
 def test_camera_motions_are_what_they_claim() -> None:
     ex = _load_example()
-    photo = ex.load_photos()[0]
+    photo = ex.load_photos()["china"]
     rng = random.Random(0)
     pan = ex.camera_clip(photo, "pan_right", 8, 24, rng).astype(np.float32)
     # panning right: frame t+1 shifted left by some pixels matches frame t better than shifted right
@@ -38,7 +39,7 @@ def test_camera_motions_are_what_they_claim() -> None:
 
 def test_mp4_round_trip_keeps_the_motion(tmp_path: Path) -> None:
     ex = _load_example()
-    clip = ex.camera_clip(ex.load_photos()[1], "zoom_in", 8, 24, random.Random(2))
+    clip = ex.camera_clip(ex.load_photos()["flower"], "zoom_in", 8, 24, random.Random(2))
     path = write_video(tmp_path / "zoom.mp4", clip, fps=8)
     decoded = read_clips(path, ClipSampling(8, 1))[0].permute(0, 2, 3, 1).numpy().astype(np.float32)
     err = np.abs(decoded - clip).mean(axis=(1, 2, 3))
@@ -46,14 +47,20 @@ def test_mp4_round_trip_keeps_the_motion(tmp_path: Path) -> None:
     assert err.max() < 12 and err.max() < steps.min()  # codec error is below the frame-to-frame change
 
 
-def test_reduced_example_pipeline(tmp_path: Path) -> None:
+def test_reduced_example_pipeline(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     ex = _load_example()
     threads = torch.get_num_threads()
-    result = ex.run(**ex.QUICK, seed=0, workers=1, workdir=tmp_path)
+    result = ex.run(**ex.QUICK, seed=0, workers=0, workdir=tmp_path)
     assert torch.get_num_threads() == threads  # restored
-    assert result["train_clips"] == 8 * ex.QUICK["train_per_class"] and result["val_clips"] == 24
-    assert result["input"] == [3, 48, 96]  # 8 frames of 24² in a 2 x 4 grid
-    assert len(list((tmp_path / "train" / "pan_left").glob("*.mp4"))) == ex.QUICK["train_per_class"]
+    q = ex.QUICK
+    assert len(list((tmp_path / "clips" / "train" / "pan_left").glob("*.mp4"))) == q["train_per_class"]
+    assert len(list((tmp_path / "clips" / "test" / "zoom_in").glob("*.mp4"))) == q["test_per_class"]
+    assert result["photos"]["test photo"][0] not in result["photos"]["train/val photos"]
     assert list((tmp_path / "frame_cache").glob("*.npz"))
-    for key in ("video_top1", "single_frame_top1"):
-        assert 0 <= result[key] <= 100 and (result[key] * 24 / 100) == pytest.approx(round(result[key] * 24 / 100), abs=0.01)
+    (run,) = result["runs"]
+    assert run["layout"] == "diff" and run["input"] == [3 * (2 * q["frames"] - 1), q["size"], q["size"]]
+    n_test = 8 * q["test_per_class"]
+    acc = run["test_top1"]
+    assert 0 <= acc <= 100 and acc * n_test / 100 == pytest.approx(round(acc * n_test / 100), abs=0.01)
+    assert {"logreg[frame_difference]", "logreg[first_frame]", "majority_class"} <= set(run["baselines"])
+    assert "--video-layout diff" in run["command"] and "logreg[frame_difference]" in ex.format_results(result)

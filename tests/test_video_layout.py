@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from unireplknet.modalities.video import (
+from unireplknet.modalities.video.transforms import (
     ClipAugment,
     clip_eval_crops,
     frames_to_image,

@@ -11,8 +11,8 @@ import torch
 
 from unireplknet.cli import build_parser, main as cli_main
 from unireplknet.cli.train import resolve_config
-from unireplknet.data import video as video_data
-from unireplknet.data.video import build_task_data, load_for_predict, write_video
+from unireplknet.modalities.video import datasets as video_data
+from unireplknet.modalities.video.datasets import build_task_data, load_for_predict, write_video
 
 TINY = {"depths": [1, 1, 1, 1], "dims": [8, 16, 24, 32], "kernel_sizes": [[7], [5], [3], [3]]}
 

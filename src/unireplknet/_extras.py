@@ -7,8 +7,7 @@ from types import ModuleType
 __all__ = ["require", "MissingExtraError"]
 
 
-class MissingExtraError(ImportError):
-    """An optional dependency is missing; the message says which extra installs it."""
+from .errors import MissingExtraError
 
 
 def require(module: str, extra: str, purpose: str = "") -> ModuleType:

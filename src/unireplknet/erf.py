@@ -63,7 +63,7 @@ def builtin_image_paths() -> List[Path]:
 
 def list_input_files(directory: Union[str, os.PathLike]) -> List[Path]:
     """Image files (any extension PIL reads) and ``.npy`` arrays directly in ``directory``, sorted by name."""
-    from .modalities.image import IMAGE_EXTENSIONS
+    from .modalities.image.transforms import IMAGE_EXTENSIONS
 
     d = Path(directory)
     if not d.is_dir():
@@ -94,7 +94,7 @@ def _load_source(path: Path, in_chans: int) -> torch.Tensor:
         if t.shape[0] != in_chans:
             raise ValueError(f"{path}: array has {t.shape[0]} channels but the model takes in_chans={in_chans}")
         return t.contiguous()
-    from .modalities.image import IMAGENET_MEAN, IMAGENET_STD, default_stats, load_image
+    from .modalities.image.transforms import IMAGENET_MEAN, IMAGENET_STD, default_stats, load_image
 
     img = load_image(path, 1 if in_chans == 1 else 3)
     t = torch.from_numpy(np.array(img, dtype=np.float32, copy=True)) / 255.0

@@ -3,9 +3,12 @@
 State-dict keys follow the original implementation (``downsample_layers.*``,
 ``stages.{s}.{b}.*``, ``norm``, ``head``) so released checkpoints load with a single
 rename of the Dilated Reparam Block's branches (see :mod:`unireplknet.weights`).
-"""
-from __future__ import annotations
 
+No ``from __future__ import annotations`` in this module, on purpose: ``torch.fx`` copies the
+root ``forward``'s annotations into the generated code, and a postponed (string) annotation
+becomes an unresolvable name there (``x: _torch_Tensor_``), so ``torch.jit.script`` of an FX
+graph module (timm's FX + TorchScript contract) fails. Annotations here must be valid at runtime.
+"""
 from contextlib import nullcontext
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -414,7 +417,7 @@ class UniRepLKNet(nn.Module):
     def forward_intermediates(
         self,
         x: torch.Tensor,
-        indices: Optional[Union[int, Sequence[int]]] = None,
+        indices: Optional[Union[int, List[int]]] = None,  # List, not Sequence: TorchScript reads this signature
         norm: bool = False,
         stop_early: bool = False,
         output_fmt: str = "NCHW",
@@ -443,12 +446,18 @@ class UniRepLKNet(nn.Module):
     def prune_intermediate_layers(
         self, indices: Union[int, Sequence[int]] = 1, prune_norm: bool = False, prune_head: bool = True
     ) -> List[int]:
-        """Drop stages after the last needed one (and the head); returns the kept indices."""
+        """Drop stages after the last needed one (and the head); returns the kept indices.
+
+        The final LayerNorm acts on the pooled features before the classifier, so it goes with the
+        head (``prune_head``) as well as with ``prune_norm``: a pruned model has no unused parameters
+        (DDP) and ``forward`` returns the pooled features of the last kept stage.
+        """
         take = _resolve_indices(indices, len(self.stages))
         keep = max(take) + 1
         self.stages = self.stages[:keep]
         self.downsample_layers = self.downsample_layers[:keep]
-        if prune_norm:
+        self.num_features = self.head_hidden_size = self.dims[keep - 1]
+        if prune_norm or prune_head:
             self.norm = nn.Identity()
         if prune_head:
             self.reset_classifier(0)
@@ -485,11 +494,13 @@ class UniRepLKNet(nn.Module):
                 raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
         self.num_classes = num_classes
-        ref = self.norm.weight if isinstance(self.norm, nn.LayerNorm) else None
+        # the new head follows the model: device, dtype and train/eval mode (timm's contract)
+        ref = next(self.parameters(), None)
         kw = dict(device=ref.device, dtype=ref.dtype) if ref is not None else {}
         self.head = nn.Linear(self.num_features, num_classes, **kw) if num_classes > 0 else nn.Identity()
         if isinstance(self.head, nn.Linear):
             _init_weights(self.head)
+        self.head.train(self.training)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set:

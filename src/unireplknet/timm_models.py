@@ -48,10 +48,13 @@ default_cfgs = generate_default_cfgs({tag: _weights_cfg(tag) for tag, w in PRETR
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> UniRepLKNet:
     name = variant.split("_", 1)[1]
     model_args = dict(VARIANTS[name])
+    # a caller's feature_cfg (e.g. feature_cls="fx" or "getter") refines the default one
+    feature_cfg = dict(out_indices=(0, 1, 2, 3), feature_cls=UniRepLKNetFeatures)
+    feature_cfg.update(kwargs.pop("feature_cfg", None) or {})
     model_args.update(kwargs)
     return build_model_with_cfg(
         UniRepLKNet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(out_indices=(0, 1, 2, 3), feature_cls=UniRepLKNetFeatures), **model_args,
+        feature_cfg=feature_cfg, **model_args,
     )
 
 

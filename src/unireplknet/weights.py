@@ -2,18 +2,34 @@
 
 Checkpoints are untrusted input: ``.pth`` files are read with ``torch.load(weights_only=True)``
 (with ``argparse.Namespace`` allow-listed, as ConvNeXt-style trainers store their arguments),
-``.safetensors`` with safetensors; nothing pickled is ever executed.
+``.safetensors`` with safetensors; nothing pickled is ever executed. Weights holding NaN or inf
+are refused (:class:`~unireplknet.errors.NonFiniteError` naming the tensors) unless
+``allow_nonfinite=True``.
+
+Released weights are downloaded from the Hugging Face repo :data:`HF_REPO` at the revision
+:data:`HF_REVISION` (each :class:`PretrainedWeights` may override it) and, when the table
+records a ``sha256`` for the file, the downloaded file's SHA-256 is checked: a mismatch is a
+:class:`~unireplknet.errors.WeightsUnavailableError` giving the expected and the actual hash.
+
+Provenance, stated plainly: this table was written without network access, so the commit of
+:data:`HF_REPO` (``HF_REVISION``) and the per-file hashes are **not filled in yet** (``None``).
+While a field is ``None`` the download uses the repo's default branch and is not hash-checked;
+a warning says so. Filling them in is a data change only: record the repo commit in
+``HF_REVISION`` and each file's SHA-256 (the LFS ``oid`` shown on the Hub, or ``sha256sum``
+of a downloaded file) in ``_SHA256``.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import logging
 import os
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -21,23 +37,25 @@ from torch import nn
 from ._extras import require
 
 __all__ = [
-    "PretrainedWeights", "PRETRAINED", "HF_REPO", "list_pretrained", "get_pretrained", "resolve_pretrained",
+    "PretrainedWeights", "PRETRAINED", "HF_REPO", "HF_REVISION", "list_pretrained", "get_pretrained", "resolve_pretrained",
     "read_checkpoint", "unwrap_state_dict", "from_official", "to_official", "adapt_input_conv",
     "load_weights", "save_weights", "infer_architecture", "model_from_checkpoint", "CheckpointError",
-    "WeightsUnavailableError",
+    "WeightsUnavailableError", "NonFiniteError", "nonfinite_keys", "check_finite_state_dict", "file_sha256",
 ]
+
+from .errors import CheckpointError, NonFiniteError, WeightsUnavailableError
 
 _logger = logging.getLogger(__name__)
 
 HF_REPO = "DingXiaoH/UniRepLKNet"
 
+#: the commit of :data:`HF_REPO` the released weights are downloaded at. ``None``: not recorded yet
+#: (no network access when the table was written), so the default branch is used; see the module docstring.
+HF_REVISION: Optional[str] = None
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the model."""
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Released weights could not be downloaded and are not in the local cache."""
+#: SHA-256 of each released file, by file name; a file absent here is downloaded without a hash check
+#: (with a warning). Empty until recorded from the Hub; see the module docstring.
+_SHA256: Dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,8 @@ class PretrainedWeights:
     top1: Optional[float]  # ImageNet-1K top-1 reported by the authors
     description: str
     backbone_only: bool = False  # dense-task checkpoints: only the backbone is used
+    revision: Optional[str] = None  # commit of HF_REPO to download from (None: HF_REVISION)
+    sha256: Optional[str] = None  # expected SHA-256 of the file (None: not recorded, not checked)
 
     @property
     def variant(self) -> str:
@@ -62,6 +82,8 @@ def _build_table() -> Dict[str, PretrainedWeights]:
     table: Dict[str, PretrainedWeights] = {}
 
     def add(w: PretrainedWeights) -> None:
+        if w.sha256 is None and w.filename in _SHA256:
+            w = dataclasses.replace(w, sha256=_SHA256[w.filename])
         table[w.tag] = w
 
     for v, acc in [("a", "77.03"), ("f", "78.58"), ("p", "80.23"), ("n", "81.64"), ("t", "83.21"), ("s", "83.91")]:
@@ -108,20 +130,56 @@ def get_pretrained(tag: str, model_name: Optional[str] = None) -> PretrainedWeig
     return w
 
 
+_VERIFIED: Dict[Tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, hashed this process
+
+
+def file_sha256(path: Union[str, os.PathLike], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file (cached per process by path, size and modification time)."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _VERIFIED:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(chunk), b""):
+                h.update(block)
+        _VERIFIED[key] = h.hexdigest()
+    return _VERIFIED[key]
+
+
 def resolve_pretrained(weights: PretrainedWeights) -> Path:
     """Local path of a released checkpoint: the Hugging Face cache, downloading if allowed.
 
-    Raises :class:`WeightsUnavailableError` with instructions when offline and not cached.
+    Downloads at ``weights.revision`` (default :data:`HF_REVISION`) and checks ``weights.sha256`` when
+    recorded. Raises :class:`WeightsUnavailableError` with instructions when offline and not cached,
+    and with the expected and actual hash when the file does not match.
     """
     hub = require("huggingface_hub", "hub", "downloading released weights")
+    revision = weights.revision or HF_REVISION
+    kwargs: Dict[str, Any] = dict(repo_id=HF_REPO, filename=weights.filename)
+    if revision is not None:
+        kwargs["revision"] = revision
     try:
-        return Path(hub.hf_hub_download(repo_id=HF_REPO, filename=weights.filename))
+        path = Path(hub.hf_hub_download(**kwargs))
     except Exception as e:  # offline, no cache, hub errors
+        at = f" at revision {revision}" if revision else ""
         raise WeightsUnavailableError(
-            f"could not get {weights.filename} for {weights.tag} from the Hugging Face repo {HF_REPO} "
-            f"({type(e).__name__}: {e}). Download that file on a machine with access and pass its path instead: "
-            f"pretrained='/path/to/{weights.filename}' (or place it in the Hugging Face cache)."
+            f"could not get {weights.filename} for {weights.tag} from the Hugging Face repo {HF_REPO}{at} "
+            f"({type(e).__name__}: {' '.join(str(e).split())}). Download that file on a machine with access and "
+            f"pass its path instead: pretrained='/path/to/{weights.filename}' (or place it in the Hugging Face cache)."
         ) from e
+    if weights.sha256:
+        actual = file_sha256(path)
+        if actual.lower() != weights.sha256.lower():
+            raise WeightsUnavailableError(
+                f"{weights.filename} for {weights.tag} failed its hash check: expected sha256 {weights.sha256.lower()}, "
+                f"got {actual} ({path}). The download is corrupt or the file changed upstream: delete it from the "
+                f"Hugging Face cache and retry, or pass a file you trust as pretrained='/path/to/{weights.filename}'."
+            )
+    else:
+        _logger.warning("%s: no SHA-256 recorded for %s (revision %s): the file is used without a hash check",
+                        weights.tag, weights.filename, revision or "default branch")
+    return path
 
 
 def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
@@ -129,6 +187,9 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"could not read checkpoint {path}: the file is empty (0 bytes; an interrupted "
+                              f"download, copy or save?)")
     with open(path, "rb") as f:
         head = f.read(16)
     if path.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"):
@@ -148,7 +209,10 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
                 f"(only tensors, containers and argparse.Namespace are allowed). First line of the reason: "
                 f"{msg.strip().splitlines()[0]}"
             ) from e
-        raise CheckpointError(f"could not read checkpoint {path} (corrupt, truncated or not a checkpoint): {e}") from e
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise CheckpointError(
+            f"could not read checkpoint {path} (corrupt, truncated or not a checkpoint): {reason}"
+        ) from e
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state_dict or a dict containing one")
     return dict(obj)
@@ -229,10 +293,35 @@ def _fmt_keys(keys: List[str], n: int = 8) -> str:
     return ", ".join(keys[:n]) + more
 
 
+def nonfinite_keys(state_dict: Mapping[str, Any]) -> List[str]:
+    """Names of the floating-point tensors of ``state_dict`` holding NaN or inf."""
+    return [k for k, v in state_dict.items()
+            if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())
+            and not bool(torch.isfinite(v).all())]
+
+
+def check_finite_state_dict(state_dict: Mapping[str, Any], name: str = "state_dict", allow_nonfinite: bool = False) -> List[str]:
+    """Raise :class:`NonFiniteError` naming the tensors (first 5 and the count) that hold NaN/inf.
+
+    With ``allow_nonfinite`` only a warning is logged. Returns the offending names.
+    """
+    bad = nonfinite_keys(state_dict)
+    if bad:
+        listed = _fmt_keys(bad, 5)
+        if not allow_nonfinite:
+            raise NonFiniteError(
+                f"{name} holds NaN/inf in {len(bad)} tensor(s): {listed} (a diverged run?); "
+                f"load it anyway with allow_nonfinite=True (--allow-nonfinite)"
+            )
+        _logger.warning("%s holds NaN/inf in %d tensor(s): %s (loaded anyway: allow_nonfinite)", name, len(bad), listed)
+    return bad
+
+
 def load_weights(
     model: nn.Module,
     source: Union[str, os.PathLike, Mapping[str, Any]],
     strict: bool = True,
+    allow_nonfinite: bool = False,
 ) -> LoadReport:
     """Load a checkpoint (path or dict, original or project layout, train or deploy structure) into ``model``.
 
@@ -242,12 +331,15 @@ def load_weights(
       checkpoint is fused on the fly for a deploy-structure :class:`~unireplknet.model.UniRepLKNet`.
     * ``norm``/``head`` are ignored by a feature backbone; its ``norm{i}`` keep their init if absent.
     * Other shape mismatches and (when ``strict``) missing/unexpected keys raise :class:`CheckpointError`.
+    * Tensors holding NaN/inf raise :class:`NonFiniteError` naming them, unless ``allow_nonfinite``.
     """
     from .model import UniRepLKNet, UniRepLKNetFeatures
 
     name = str(source) if not isinstance(source, Mapping) else "state_dict"
     raw = read_checkpoint(source) if not isinstance(source, Mapping) else dict(source)
     sd = from_official(unwrap_state_dict(raw))
+    if check_finite_state_dict(sd, name, allow_nonfinite):
+        allow_nonfinite = True  # warned once; the nested load below must not raise
     model_deploy = all(getattr(b, "deployed", True) for b in model.modules() if hasattr(b, "pwconv2"))
     ckpt_deploy = _is_deploy(sd)
     if ckpt_deploy is True and not model_deploy:
@@ -259,7 +351,7 @@ def load_weights(
             kernel_sizes=model.kernel_sizes, global_pool=model.global_pool,
             layer_scale_init_value=1e-6 if any(k.endswith(".gamma") and ".act." not in k for k in sd) else 0.0,
         )
-        report = load_weights(twin, sd, strict=strict)
+        report = load_weights(twin, sd, strict=strict, allow_nonfinite=allow_nonfinite)
         twin.eval().reparameterize()
         model.load_state_dict(twin.state_dict())
         return report
@@ -276,13 +368,21 @@ def load_weights(
         _logger.info("adapting %s from %d to %d input channels", stem, sd[stem].shape[1], target[stem].shape[1])
         sd[stem] = adapt_input_conv(sd[stem], target[stem].shape[1])
         adapted.append(stem)
-    for k in ("head.weight", "head.bias"):
-        if k in sd and (k not in target or sd[k].shape != target[k].shape):
-            dropped.append(k)
-            sd.pop(k)
-    if dropped:
-        _logger.warning("%s: classifier has another number of classes; dropped %s (the model keeps its new head)",
-                        name, ", ".join(dropped))
+    # Drop the checkpoint's classifier only when the class count differs (or the model has none):
+    # equal class counts with another width is a variant mismatch, reported below with the rest.
+    head_w = sd.get("head.weight")
+    if head_w is not None and "head.weight" not in target:
+        head_note = "the model has no classifier (num_classes=0)"
+    elif head_w is not None and head_w.shape[0] != target["head.weight"].shape[0]:
+        head_note = (f"the checkpoint's classifier has {head_w.shape[0]} classes, "
+                     f"the model's {target['head.weight'].shape[0]}")
+    else:
+        head_note = ""
+    if head_note:
+        for k in ("head.weight", "head.bias"):
+            if k in sd:
+                dropped.append(k)
+                sd.pop(k)
     mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}"
                   for k, v in sd.items() if k in target and v.shape != target[k].shape]
     if mismatched:
@@ -290,6 +390,8 @@ def load_weights(
             f"{name} does not fit this model ({len(mismatched)} shape mismatches, another variant?): "
             f"{_fmt_keys(mismatched)}"
         )
+    if dropped:
+        _logger.warning("%s: %s; dropped %s (the model keeps its new head)", name, head_note, ", ".join(dropped))
     missing = [k for k in target if k not in sd and not k.endswith("num_batches_tracked")
                and not (k.startswith("head.") and dropped)]
     if isinstance(model, UniRepLKNetFeatures):
@@ -346,17 +448,23 @@ def infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, Any]
     )
 
 
-def model_from_checkpoint(source: Union[str, os.PathLike, Mapping[str, Any]]) -> nn.Module:
+def model_from_checkpoint(
+    source: Union[str, os.PathLike, Mapping[str, Any]], allow_nonfinite: bool = False
+) -> nn.Module:
     """A :class:`~unireplknet.model.UniRepLKNet` rebuilt from a checkpoint's shapes, with its weights, in eval mode.
 
     Head-less (dense-task backbone) checkpoints load with ``norm``/``head`` left at their init.
+    NaN/inf weights raise :class:`NonFiniteError` unless ``allow_nonfinite``.
     """
     from .model import UniRepLKNet
 
+    name = str(source) if not isinstance(source, Mapping) else "state_dict"
     raw = read_checkpoint(source) if not isinstance(source, Mapping) else dict(source)
     sd = from_official(unwrap_state_dict(raw))
+    if check_finite_state_dict(sd, name, allow_nonfinite):
+        allow_nonfinite = True
     model = UniRepLKNet(**infer_architecture(sd))
-    load_weights(model, sd, strict="head.weight" in sd)
+    load_weights(model, sd, strict="head.weight" in sd, allow_nonfinite=allow_nonfinite)
     return model.eval()
 
 

@@ -20,14 +20,9 @@ import pkgutil
 import sys
 from typing import Any, Callable, Dict, List, Sequence
 
-from unireplknet._extras import MissingExtraError
-from unireplknet.weights import WeightsUnavailableError
+from unireplknet.errors import UserError
 
 __all__ = ["main", "build_parser", "UserError"]
-
-
-class UserError(Exception):
-    """A problem with the user's input: reported as one line, exit code 2, no traceback."""
 
 
 class _CommandParser(argparse.ArgumentParser):
@@ -46,10 +41,18 @@ class _CommandParser(argparse.ArgumentParser):
         return super().parse_known_args(argv, namespace)
 
 
+def _version() -> str:
+    from unireplknet import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every discovered sub-command."""
     parser = _CommandParser(prog="unireplknet", description="UniRepLKNet: one large-kernel backbone for every modality.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output (-vv for debug); tracebacks for errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser)
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -68,25 +71,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``unireplknet`` command; returns the process exit code."""
+    """Entry point of the ``unireplknet`` command; returns the process exit code.
+
+    Every user or environment error (a :class:`~unireplknet.errors.UserError`, a missing or
+    unreadable file, a read-only folder, a full disk) is one ``error: ...`` line and exit code 2;
+    ``-v`` shows the traceback.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error (already printed by argparse)
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
     level = logging.WARNING - 10 * min(args.verbose + 1, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("onnxscript", "onnx_ir", "torch.onnx", "torch._dynamo", "torch._inductor", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
         return int(args.func(args) or 0)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, WeightsUnavailableError,
-            MissingExtraError) as e:
-        # Input problems raised by the library (bad files, unknown names, weights that cannot be
-        # downloaded, a missing extra): one clear line, no traceback (-v shows it).
+    except (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+            ValueError, KeyError) as e:
         if args.verbose:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, read-only file system, ...
+        if args.verbose:
+            raise
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        text = str(e)
+        if "DataLoader worker" in text and "Error" in text and not args.verbose:
+            # a worker's exception: report its last line (which names the file) only
+            last = [ln for ln in text.splitlines() if ln.strip()][-1]
+            print(f"error: {last.split(': ', 1)[-1] if 'Error: ' in last else last}", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from unireplknet.cli import UserError
-    from unireplknet.data.audio import audio_config_from_args, log_mel_stats
-    from unireplknet.data.audio_layouts import all_items, scan_audio_data
+    from unireplknet.modalities.audio.datasets import audio_config_from_args, log_mel_stats
+    from unireplknet.modalities.audio.layouts import all_items, scan_audio_data
 
     splits = scan_audio_data(args.data, args.val_fraction, args.seed)
     items = all_items(splits) if args.split == "all" else getattr(splits, args.split) or []

@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--probe-size", type=int, default=224, help="side of the random probe images (default 224)")
     p.add_argument("--probe-batch", type=int, default=2, help="probe batch size (default 2)")
     p.add_argument("--no-pth", action="store_true", help="write only the .safetensors file")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="convert even if the checkpoint holds NaN/inf values (refused by default)")
     p.set_defaults(func=run)
 
 
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.input).is_file():
         raise UserError(f"checkpoint not found: {args.input}")
     result = convert_checkpoint(args.input, out, probe_size=args.probe_size, batch_size=args.probe_batch,
-                                write_pth=not args.no_pth)
+                                write_pth=not args.no_pth, allow_nonfinite=args.allow_nonfinite)
     if result.was_deployed:
         print(f"{args.input} already had the deploy structure: re-saved unchanged")
     for path in result.paths:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-_TOLERANCE = 1e-4
+_TOLERANCE = 1e-4  # keep equal to unireplknet.export.DEFAULT_TOLERANCE (not imported: keeps --help light)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -11,7 +11,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export", help="export to ONNX, TorchScript or a torch.export program (verified against PyTorch)",
         description="Export a model in its deploy structure with a dynamic batch (and H/W) and check the "
-                    "exported file against PyTorch at two input sizes (max relative error <= 1e-4).",
+                    "exported file against PyTorch at three input sizes, one of them not a multiple of 32 "
+                    "(max relative error <= 1e-4). A file that fails the check is removed (exit code 2). "
+                    "Dynamic-size exports are traced at >= 64x64 so that H and W really stay dynamic.",
     )
     p.add_argument("output", metavar="OUT", help="file to write (.onnx, .pt, .pt2)")
     p.add_argument("--format", choices=None, default=None,
@@ -25,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1, help="batch of the example input (the batch stays dynamic)")
     p.add_argument("--static-size", action="store_true", help="fix H and W to --input-size (batch stays dynamic)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
-    p.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the comparison with PyTorch (finite weights and the file's structure are still checked)")
+    p.add_argument("--tolerance", type=float, default=_TOLERANCE,
+                   help=f"largest accepted relative error vs PyTorch (default {_TOLERANCE:g})")
     p.set_defaults(func=run)
 
 
@@ -59,17 +64,18 @@ def run(args: argparse.Namespace) -> int:
         model = create_model(args.model, in_chans=args.in_chans, **kw)
     if args.input_size[0] != model.in_chans:
         raise UserError(f"--input-size has {args.input_size[0]} channels but the model takes {model.in_chans}")
-    kwargs = dict(input_size=tuple(args.input_size), batch_size=args.batch_size, verify=not args.no_verify)
+    kwargs = dict(input_size=tuple(args.input_size), batch_size=args.batch_size, verify=not args.no_verify,
+                  tolerance=args.tolerance)
     if fmt != "torchscript":
         kwargs["dynamic_size"] = not args.static_size
     if fmt == "onnx" and args.opset is not None:
         kwargs["opset"] = args.opset
+    # a failed check raises ExportError (the file is removed): the CLI prints one error line, exit code 2
     result = export_model(model.eval(), out, format=fmt, **kwargs)
     print(f"wrote {result.path} ({fmt})")
     if result.max_rel_error is not None:
         sizes = ", ".join("x".join(map(str, s)) for s in result.checked_sizes)
-        print(f"max relative error vs PyTorch at {sizes}: {result.max_rel_error:.3g}")
-        if result.max_rel_error > _TOLERANCE:
-            print(f"error: above the tolerance {_TOLERANCE:g}")
-            return 1
+        print(f"max relative error vs PyTorch at {sizes}: {result.max_rel_error:.3g} (tolerance {args.tolerance:g})")
+    else:
+        print("not verified against PyTorch (--no-verify)")
     return 0

@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from unireplknet import engine
-    from unireplknet.data.timeseries import build_forecast_data, build_global_weather_data
+    from unireplknet.modalities.series.datasets import build_forecast_data, build_global_weather_data
     from unireplknet.tasks import forecasting as fc
 
     _check_args(args)

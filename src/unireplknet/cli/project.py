@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Project ``args.file`` and write ``args.out``."""
     from unireplknet._extras import require
-    from unireplknet.data.point import views_for_file
+    from unireplknet.modalities.point.datasets import views_for_file
 
     src = Path(args.file)
     if not src.exists():

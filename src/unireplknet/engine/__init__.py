@@ -2,14 +2,32 @@
 
 See docs/engine.md for the contract other tasks build on.
 """
-from . import distributed
-from .checkpoint import atomic_save, load_checkpoint
-from .config import DEFAULTS, EngineConfig, check_keys, load_config_file
-from .deploy import reparameterize_verified
-from .loader import ResumableSampler, SeededDataset, ShardSampler, make_loader
-from .metrics_log import MetricsLog, plot_curves
-from .optim import build_optimizer, build_scheduler, layer_id, param_groups, uses_weight_decay
-from .trainer import EvalContext, Trainer
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "atomic_save": "checkpoint", "load_checkpoint": "checkpoint",
+    "DEFAULTS": "config", "EngineConfig": "config", "check_keys": "config", "load_config_file": "config",
+    "reparameterize_verified": "unireplknet.reparam",
+    "ResumableSampler": "loader", "SeededDataset": "loader", "ShardSampler": "loader", "make_loader": "loader",
+    "MetricsLog": "metrics_log", "plot_curves": "metrics_log",
+    "build_optimizer": "optim", "build_scheduler": "optim", "layer_id": "optim", "param_groups": "optim",
+    "uses_weight_decay": "optim",
+    "EvalContext": "trainer", "Trainer": "trainer",
+}
+
+
+def __getattr__(name: str) -> Any:  # names load their module on first use (keeps `--help` free of torch)
+    if name == "distributed":
+        return importlib.import_module(".distributed", __name__)
+    if name in _LAZY:
+        target = _LAZY[name]
+        module = importlib.import_module(target if "." in target else f".{target}", None if "." in target else __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULTS",

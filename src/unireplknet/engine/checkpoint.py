@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,23 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["FORMAT", "atomic_save", "load_checkpoint", "rng_state", "set_rng_state", "model_signature", "check_signature"]
+from ..errors import CheckpointError
+
+__all__ = ["FORMAT", "TEMP_FILE_RE", "atomic_save", "load_checkpoint", "rng_state", "set_rng_state", "model_signature", "check_signature"]
 
 FORMAT = "unireplknet-train-1"
 
+#: names of the temp files :func:`atomic_save` (and ``weights.save_weights``) write before the rename:
+#: ``.<name>.<8 random chars>.tmp`` for checkpoint/weight files (``.last.pt.k3j_x9a2.tmp``).
+TEMP_FILE_RE = re.compile(r"^\.(?P<name>[^/]+\.(?:pt|pth|safetensors))\.[A-Za-z0-9_]{8}\.tmp$")
+
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temp file in the same directory, then ``os.replace`` (never a half-written file)."""
+    """``torch.save`` to a temp file in the same directory, then ``os.replace`` (never a half-written file).
+
+    The temp file (``.<name>.<random>.tmp``, see :data:`TEMP_FILE_RE`) is removed on any error;
+    one left by a killed process is removed by :func:`~unireplknet.engine.rundir.clean_temp_files`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -40,12 +51,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         path = path / "last.pt"
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes; an interrupted copy or save?)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors, truncated files
-        raise ValueError(f"cannot read checkpoint {path}: {e}") from e
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read checkpoint {path} (corrupt or truncated?): {reason}") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a unireplknet training checkpoint (expected format {FORMAT!r})")
+        raise CheckpointError(f"{path} is not a unireplknet training checkpoint (expected format {FORMAT!r})")
     return ckpt
 
 

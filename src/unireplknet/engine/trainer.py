@@ -16,9 +16,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .._extras import require
+from ..errors import ConfigError
 from . import checkpoint as ckpt_lib
 from .config import EngineConfig
-from .deploy import reparameterize_verified
+from ..reparam import reparameterize_verified
 from .distributed import DistInfo, all_reduce_tensor, barrier, get_info, resolve_device
 from .metrics_log import MetricsLog, plot_curves
 from .optim import build_optimizer, build_scheduler
@@ -70,6 +71,15 @@ class EvalContext:
 EvaluateFn = Callable[[nn.Module, DataLoader, EvalContext], dict]
 
 
+def _set_fast_training(enabled: bool) -> None:
+    """Switch the fast Dilated Reparam Block training path (when this build has it)."""
+    try:
+        from ..ops.fast_train import set_fast_training
+    except ImportError:
+        return
+    set_fast_training(enabled)
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -105,6 +115,7 @@ class Trainer:
             torch.set_num_threads(self.cfg.num_threads)
         self.device = resolve_device(self.cfg.device, self.info.local_rank)
         self.run_dir = Path(run_dir)
+        _set_fast_training(self.cfg.fast_train)
         self.train_loader, self.val_loader = train_loader, val_loader
         self.loss_fn, self.evaluate_fn = loss_fn, evaluate_fn
         self.batch_transform = train_batch_transform
@@ -268,7 +279,7 @@ class Trainer:
                     out = net(x)
                     loss = self.loss_fn(out, y)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at epoch {self.epoch + 1}, batch {i}: lower lr or enable clip_grad")
+                    self._raise_nonfinite_loss(x, y, out, loss, i)
                 self.scaler.scale(loss / cfg.accum).backward()
             self._loss_sum += loss.item()
             self._loss_count += 1
@@ -286,6 +297,13 @@ class Trainer:
                     self.ema.update(self.model, step=self.global_step)
                 self.batch_in_epoch = i + 1
                 if cfg.ckpt_every_steps and self.global_step % cfg.ckpt_every_steps == 0 and i + 1 < n_micro:
+                    from .nonfinite import check_finite_weights
+
+                    # never replace a good last.pt with diverged weights
+                    check_finite_weights(
+                        self.model, f"after step {self.global_step} the model",
+                        f"the update diverged (lr {self._current_lr():.3g}); last.pt not updated",
+                    )
                     self.save("last.pt")
             dt = time.perf_counter() - t0
             bar.set_postfix(loss=f"{self._loss_sum / self._loss_count:.4f}", lr=f"{self._current_lr():.2e}",
@@ -301,6 +319,22 @@ class Trainer:
             "train_img_s": seen * self.info.world_size / max(dt, 1e-9),
             "epoch_time_s": dt,
         }
+
+    def _raise_nonfinite_loss(self, x: Any, y: Any, out: Any, loss: torch.Tensor, batch: int) -> None:
+        """Raise :class:`~unireplknet.errors.NonFiniteError` with a one-line diagnosis of a NaN/inf loss.
+
+        Called before ``backward``: no update is applied, and ``last.pt`` keeps the state from before this step.
+        """
+        from ..errors import NonFiniteError
+        from .nonfinite import diagnose_nonfinite_loss
+
+        why = diagnose_nonfinite_loss(
+            x, y, self.model, self._current_lr(), self.global_step, loss=loss.detach().float(), outputs=out,
+            loss_scale=self.scaler.get_scale() if self.scaler.is_enabled() else None,
+            amp_dtype=self.amp_dtype, clip_grad=self.cfg.clip_grad,
+        )
+        kept = " (last.pt from before this step is kept)" if (self.run_dir / "last.pt").is_file() else ""
+        raise NonFiniteError(f"epoch {self.epoch + 1}, batch {batch}: {why}{kept}")
 
     def _current_lr(self) -> float:
         return max(g["lr"] for g in self.optimizer.param_groups)
@@ -324,9 +358,13 @@ class Trainer:
             res["n"] = float(t[0])
         return {k: float(v) for k, v in res.items()}
 
-    def _is_better(self, value: float) -> bool:
-        if "value" not in self.best:
+    def _is_better(self, value: float, loss: Optional[float] = None) -> bool:
+        """Selection rule: ``select: last`` takes every epoch; else the better metric, ties broken by lower loss."""
+        if self.cfg.select == "last" or "value" not in self.best:
             return True
+        if value == self.best["value"]:
+            old = self.best.get("loss")
+            return loss is not None and old is not None and loss < old
         return value > self.best["value"] if self.cfg.metric_mode == "max" else value < self.best["value"]
 
     def fit(self, resume: Optional[str | Path] = None) -> dict[str, Any]:
@@ -358,9 +396,11 @@ class Trainer:
                     candidates.append(("ema", ema_val))
                 for source, res in candidates:
                     if cfg.metric not in res:
-                        raise KeyError(f"evaluate_fn returned no {cfg.metric!r} (got {sorted(res)})")
-                    if self._is_better(res[cfg.metric]):
-                        self.best = {"value": res[cfg.metric], "epoch": self.epoch + 1, "source": source, "metric": cfg.metric}
+                        raise ConfigError(f"metric {cfg.metric!r} is not computed by this task; "
+                                          f"choose one of {', '.join(sorted(k for k in res if k != 'n'))}")
+                    if self._is_better(res[cfg.metric], res.get("loss")):
+                        self.best = {"value": res[cfg.metric], "epoch": self.epoch + 1, "source": source,
+                                     "metric": cfg.metric, "loss": res.get("loss"), "select": cfg.select}
                         best_state = source
             self.epoch += 1
             self.batch_in_epoch = 0
@@ -379,6 +419,10 @@ class Trainer:
         return summary
 
     # ------------------------------------------------------------------ end of run
+    def selected_model_weights(self) -> dict[str, torch.Tensor]:
+        """The weights the run selected (``best.pt``; with ``select: last`` that is the last evaluated epoch)."""
+        return self.best_model_weights()
+
     def best_model_weights(self) -> dict[str, torch.Tensor]:
         """The weights of ``best.pt`` (or the current ones when no evaluation ran)."""
         path = self.run_dir / "best.pt"

@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from ..ops.fast_train import dilated_reparam_train, fast_path_applicable
 from .fusion import fuse_bn, merge_dilated_branches
 
 __all__ = ["DilatedReparamBlock", "ORIGINAL_BRANCHES", "default_branches"]
@@ -130,7 +131,25 @@ class DilatedReparamBlock(nn.Module):
         """True when the block runs as a single merged convolution."""
         return isinstance(self.origin_bn, nn.Identity) and len(self.branches) == 0
 
+    def _fast_train_ok(self, x: torch.Tensor) -> bool:
+        """Whether :func:`unireplknet.ops.fast_train.dilated_reparam_train` computes this forward."""
+        if not (self.training and self.ndim == 2 and fast_path_applicable(x)) or self.lk_origin.bias is not None:
+            return False
+        bns = [self.origin_bn, *(b.bn for b in self.branches.values())]
+        return all(
+            type(bn) is nn.BatchNorm2d and bn.affine and bn.track_running_stats and bn.running_mean is not None
+            for bn in bns
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fast_train_ok(x):
+            branches = list(self.branches.values())
+            return dilated_reparam_train(
+                x,
+                [self.lk_origin.weight, *(b.conv.weight for b in branches)],
+                [1, *(b.dilation for b in branches)],
+                [self.origin_bn, *(b.bn for b in branches)],
+            )
         out = self.origin_bn(self.lk_origin(x))
         for branch in self.branches.values():
             out = out + branch(x)

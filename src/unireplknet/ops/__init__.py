@@ -1,6 +1,10 @@
 """Custom operators. Importing this package never imports triton; kernels load lazily on CUDA use."""
 from __future__ import annotations
 
+from .fast_train import fast_training, fast_training_enabled, set_fast_training
 from .triton_dwconv import depthwise_conv2d, depthwise_conv2d_nhwc, depthwise_conv2d_triton, triton_available
 
-__all__ = ["depthwise_conv2d", "depthwise_conv2d_nhwc", "depthwise_conv2d_triton", "triton_available"]
+__all__ = [
+    "depthwise_conv2d", "depthwise_conv2d_nhwc", "depthwise_conv2d_triton", "triton_available",
+    "set_fast_training", "fast_training_enabled", "fast_training",
+]

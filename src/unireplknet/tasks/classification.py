@@ -13,7 +13,7 @@ from torch import nn
 from .._extras import require
 from ..engine.config import EngineConfig
 from ..engine.trainer import EvalContext
-from .base import TaskData
+from ..modalities.base import TaskData
 
 __all__ = [
     "build_loss",

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .._extras import require
-from ..data.segmentation import IMAGENET_MEAN, IMAGENET_STD
+from .segmentation_data import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["palette", "denormalize", "colorize", "save_segmentation_png", "save_detection_png"]
 

@@ -23,7 +23,8 @@ from ..model import UniRepLKNetFeatures
 from ..model import reparameterize_blocks
 from .dense_utils import create_dense_backbone
 
-__all__ = ["UniRepLKNetFPN", "create_fpn_backbone", "create_faster_rcnn", "create_mask_rcnn", "average_precision"]
+__all__ = ["UniRepLKNetFPN", "create_fpn_backbone", "create_faster_rcnn", "create_mask_rcnn", "average_precision",
+           "DetectorWithTargets"]
 
 _logger = logging.getLogger(__name__)
 
@@ -122,6 +123,25 @@ def create_mask_rcnn(
     kw = _detector_kwargs(anchor_sizes, representation_size, out_channels, num_classes,
                           dict(detector_kwargs, num_classes=num_classes), mask=True)
     return det.MaskRCNN(fpn, min_size=min_size, max_size=max_size, **kw)
+
+
+class DetectorWithTargets(nn.Module):
+    """A torchvision detector behind one input ``x = (images, targets)``, as the engine's ``Trainer`` calls it.
+
+    Training: returns the detector's loss dict (sum it for the loss); eval: the detections
+    (``targets`` may be ``None``). Pair it with :func:`unireplknet.tasks.detection_data.trainer_collate`.
+    The detector's weights are under ``detector.`` in the state dict.
+    """
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, x: Any) -> Any:
+        images, targets = x
+        if self.training:
+            return self.detector(list(images), list(targets))
+        return self.detector(list(images))
 
 
 @torch.no_grad()

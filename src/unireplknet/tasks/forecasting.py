@@ -10,7 +10,7 @@ shared) or in groups (``group_size=g``: e.g. Corrformer's nodes of 11
 stations, each with its own static/geo attributes).
 
 Every model here is called as ``model(inputs)`` with ``inputs`` the dict of a
-:class:`unireplknet.data.timeseries.ForecastWindows` batch (``x`` B x L x C,
+:class:`unireplknet.modalities.series.datasets.ForecastWindows` batch (``x`` B x L x C,
 ``x_mark``, ``y_mark``, optionally ``static``) or a bare ``x`` tensor, and
 returns B x pred_len x len(targets).
 """
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unireplknet.modalities.timeseries import RevIN, SeriesEmbedding, image_shape, series_to_image
+from unireplknet.modalities.series.transforms import RevIN, SeriesEmbedding, image_shape, series_to_image
 
 __all__ = [
     "ForecastModel",
@@ -317,7 +317,7 @@ def forecast_loss(output: Tensor, target: Tensor) -> Tensor:
 
 
 def forecast_loaders(data: Any, config: Any) -> dict[str, Any]:
-    """Engine loaders for a :class:`~unireplknet.data.timeseries.ForecastData`.
+    """Engine loaders for a :class:`~unireplknet.modalities.series.datasets.ForecastData`.
 
     Train is shuffled, seeded and resumable (last partial batch dropped); val and
     test keep their order and **every window** (``drop_last=False``). ``config``
@@ -369,14 +369,14 @@ def evaluate_forecaster(
     columns: Sequence[int] | None = None,
 ) -> dict[str, float]:
     """Per-sample averaged MSE/MAE of ``model`` over ``loader`` (plus original units with a scaler)."""
-    from unireplknet.data.timeseries import ForecastMeter
+    from unireplknet.modalities.series.datasets import ForecastMeter
 
     return _evaluate(model.to(device), loader, _mover(device), ForecastMeter(scaler, columns))
 
 
 def make_evaluate_fn(scaler: Any = None, columns: Sequence[int] | None = None) -> Callable[..., dict[str, float]]:
     """An ``evaluate_fn(model, loader, ctx)`` for :class:`unireplknet.engine.Trainer` (keys mse, mae, n)."""
-    from unireplknet.data.timeseries import ForecastMeter
+    from unireplknet.modalities.series.datasets import ForecastMeter
 
     def evaluate_fn(model: nn.Module, loader: Any, ctx: Any) -> dict[str, float]:
         return _evaluate(model, loader, ctx.to_device, ForecastMeter(scaler, columns), ctx.autocast)

@@ -103,8 +103,8 @@ def resolve_segmentation_config(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _datasets(cfg: Dict[str, Any]) -> tuple:
-    from ..data.segmentation import SegmentationFolder, SegTransform, find_pairs
-    from ..data.synthetic_dense import ShapesSegmentation
+    from .segmentation_data import SegmentationFolder, SegTransform, find_pairs
+    from .synthetic_dense import ShapesSegmentation
 
     ign = int(cfg["ignore_index"])
     train_tf = SegTransform(train=True, crop_size=int(cfg["crop_size"]), ignore_index=ign)
@@ -158,7 +158,7 @@ def run_segmentation_training(args: argparse.Namespace) -> int:
     import torch
 
     from .. import engine
-    from ..data.segmentation import pad_collate
+    from .segmentation_data import pad_collate
     from .dense_utils import build_dense_optimizer
     from .dense_viz import denormalize, save_segmentation_png
     from .segmentation import evaluate_segmentation, predict_segmentation, segmentation_loss

@@ -1,0 +1,207 @@
+"""Time series → image for classification with the unchanged 2-D backbone.
+
+One series (``C x L``, any length, ``NaN`` for missing values) is prepared once:
+missing values filled by linear interpolation, resampled to ``series_length`` and either
+z-normalised per series and channel (``znorm``) or standardised with per-channel statistics
+of the whole training set (:func:`channel_stats`, :func:`standardize`), which keeps the
+level and scale differences between series (they often carry the class). At every access it is
+(optionally) augmented and mapped to a ``C' x S x S`` image (:func:`series_image`):
+
+* ``reshape`` (the default of the ``series`` modality): the series folded row by row into
+  a ``W x W`` grid (as in the forecasting embedding) with its first difference, resized
+  to ``S x S``: 2 channels per variable;
+* ``gaf``: Gramian angular summation and difference fields of the series (piecewise
+  averaged to ``S`` points, rescaled to ``[-1, 1]``): 2 channels per variable;
+* ``recurrence``: the unthresholded recurrence plot ``|x_i - x_j|`` and the signed
+  difference ``x_i - x_j``: 2 channels per variable.
+
+Variables of a multivariate series are stacked as channels. Train-time augmentations
+(:data:`AUGMENTATIONS`): ``scale`` (random amplitude per channel), ``jitter`` (Gaussian
+noise), ``crop`` (window warping: a random 70-100% window resampled back to full length),
+``shift`` (circular time shift).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ...errors import DataError
+
+__all__ = [
+    "IMAGE_KINDS", "AUGMENTATIONS", "fill_missing", "resample", "znormalize", "prepare_series", "prepare_all",
+    "augment_series", "series_image", "channel_stats", "standardize", "image_channels", "parse_augment", "SeriesImageDataset",
+]
+
+IMAGE_KINDS = ("gaf", "recurrence", "reshape")
+AUGMENTATIONS = ("scale", "jitter", "crop", "shift")
+
+
+def fill_missing(x: np.ndarray) -> np.ndarray:
+    """Fill ``NaN`` values per channel by linear interpolation (edges: nearest value; all-NaN: 0)."""
+    x = np.array(x, dtype=np.float32, copy=True)
+    for c in range(x.shape[0]):
+        row = x[c]
+        bad = ~np.isfinite(row)
+        if not bad.any():
+            continue
+        if bad.all():
+            row[:] = 0.0
+            continue
+        idx = np.arange(len(row))
+        row[bad] = np.interp(idx[bad], idx[~bad], row[~bad])
+    return x
+
+
+def resample(x: np.ndarray, length: int) -> np.ndarray:
+    """Linearly resample every channel of ``x`` (``C x L``) to ``length`` points."""
+    n = x.shape[1]
+    if n == length:
+        return x.astype(np.float32, copy=False)
+    if n == 1:
+        return np.repeat(x, length, axis=1).astype(np.float32)
+    src = np.linspace(0.0, 1.0, n)
+    dst = np.linspace(0.0, 1.0, length)
+    return np.stack([np.interp(dst, src, row) for row in x]).astype(np.float32)
+
+
+def znormalize(x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Per-channel zero mean, unit variance (a constant channel becomes zeros)."""
+    mean = x.mean(axis=1, keepdims=True)
+    std = x.std(axis=1, keepdims=True)
+    return ((x - mean) / np.where(std < eps, 1.0, std)).astype(np.float32)
+
+
+def prepare_series(x: np.ndarray, length: int, znorm: bool = True) -> np.ndarray:
+    """One raw series (``C x L``, may hold NaN) → ``C x length`` float32, filled, resampled, z-normalised."""
+    if x.ndim != 2 or x.shape[1] < 1:
+        raise DataError(f"a series must be channels x length, got shape {tuple(x.shape)}")
+    x = resample(fill_missing(x), length)
+    return znormalize(x) if znorm else x
+
+
+def prepare_all(X: Sequence[np.ndarray], length: int, znorm: bool = True) -> np.ndarray:
+    """Many raw series → ``N x C x length`` float32."""
+    return np.stack([prepare_series(x, length, znorm) for x in X]) if len(X) else np.zeros((0, 1, length), np.float32)
+
+
+def channel_stats(series: np.ndarray) -> list[list[float]]:
+    """Per-channel ``[mean, std]`` over all series and time steps of ``N x C x L`` (std >= 1e-6)."""
+    mean = series.mean(axis=(0, 2))
+    std = series.std(axis=(0, 2))
+    return [[float(m), float(max(s, 1e-6))] for m, s in zip(mean, std)]
+
+
+def standardize(series: np.ndarray, stats: Sequence[Sequence[float]]) -> np.ndarray:
+    """Apply per-channel ``[mean, std]`` (from the training data) to ``... x C x L`` series."""
+    st = np.asarray(stats, dtype=np.float32)
+    if st.ndim != 2 or st.shape[1] != 2 or st.shape[0] != series.shape[-2]:
+        raise DataError(f"series_norm needs one [mean, std] per channel ({series.shape[-2]}), got {np.shape(stats)}")
+    return ((series - st[:, 0, None]) / st[:, 1, None]).astype(np.float32)
+
+
+def parse_augment(spec: "str | Sequence[str] | None") -> tuple[str, ...]:
+    """``'scale,jitter'``/``['scale']``/``'none'`` → the augmentation names (checked)."""
+    if spec is None:
+        return ()
+    names = [s.strip().lower() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
+    names = [n for n in names if n not in ("none", "off", "")]
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if unknown:
+        raise DataError(f"unknown series augmentation(s) {unknown}; choose from {', '.join(AUGMENTATIONS)} or none")
+    return tuple(dict.fromkeys(names))
+
+
+def augment_series(x: Tensor, augment: Sequence[str], generator: "torch.Generator | None" = None) -> Tensor:
+    """Randomly augment one prepared series ``x`` (``C x L``) with the named augmentations."""
+    c, length = x.shape
+    g = generator
+    if "crop" in augment:
+        frac = 0.7 + 0.3 * float(torch.rand((), generator=g))
+        win = max(2, int(round(frac * length)))
+        start = int(torch.randint(0, length - win + 1, (), generator=g))
+        x = F.interpolate(x[None, :, start:start + win], size=length, mode="linear", align_corners=True)[0]
+    if "shift" in augment:
+        x = torch.roll(x, int(torch.randint(-length // 10, length // 10 + 1, (), generator=g)), dims=1)
+    if "scale" in augment:
+        x = x * (1.0 + 0.2 * torch.randn(c, 1, generator=g))
+    if "jitter" in augment:
+        x = x + 0.05 * x.std(dim=1, keepdim=True).clamp_min(1e-3) * torch.randn(c, length, generator=g)
+    return x
+
+
+def image_channels(kind: str, channels: int) -> int:
+    """Image channels ``series_image(kind)`` makes from a series of ``channels`` variables."""
+    if kind not in IMAGE_KINDS:
+        raise DataError(f"unknown series image {kind!r}; choose from {', '.join(IMAGE_KINDS)}")
+    return 2 * channels
+
+
+def _paa(x: Tensor, size: int) -> Tensor:
+    """Piecewise aggregate approximation (or linear upsampling) of ``C x L`` to ``C x size``."""
+    if x.shape[1] == size:
+        return x
+    if x.shape[1] > size:
+        return F.adaptive_avg_pool1d(x[None], size)[0]
+    return F.interpolate(x[None], size=size, mode="linear", align_corners=True)[0]
+
+
+def series_image(x: Tensor, kind: str = "gaf", size: int = 64) -> Tensor:
+    """One prepared series ``x`` (``C x L``) → a ``2C x size x size`` image (see the module docstring)."""
+    if kind == "gaf":
+        p = _paa(x, size)
+        lo, hi = p.amin(dim=1, keepdim=True), p.amax(dim=1, keepdim=True)
+        r = ((2 * (p - lo) / (hi - lo).clamp_min(1e-6)) - 1).clamp(-1, 1)
+        s = torch.sqrt((1 - r * r).clamp_min(0))
+        gasf = r[:, :, None] * r[:, None, :] - s[:, :, None] * s[:, None, :]
+        gadf = s[:, :, None] * r[:, None, :] - r[:, :, None] * s[:, None, :]
+        return torch.cat([gasf, gadf], dim=0)
+    if kind == "recurrence":
+        p = _paa(x, size)
+        d = p[:, :, None] - p[:, None, :]
+        return torch.cat([d.abs(), d], dim=0)
+    if kind == "reshape":
+        c, length = x.shape
+        w = math.ceil(math.sqrt(length))
+        full = F.interpolate(x[None], size=w * w, mode="linear", align_corners=True)[0]
+        diff = torch.diff(full, dim=1, prepend=full[:, :1])
+        grid = torch.cat([full, diff], dim=0).reshape(2 * c, w, w)
+        return F.interpolate(grid[None], size=(size, size), mode="nearest")[0]
+    raise DataError(f"unknown series image {kind!r}; choose from {', '.join(IMAGE_KINDS)}")
+
+
+class SeriesImageDataset(Dataset):
+    """Prepared series (``N x C x L``) and labels → ``(C' x S x S image, label)``; augmented when ``augment``."""
+
+    def __init__(self, series: np.ndarray, labels: Sequence[int], kind: str = "gaf", size: int = 64,
+                 augment: Sequence[str] = (), classes: Sequence[str] = ()) -> None:
+        if series.ndim != 3:
+            raise DataError(f"series must be N x C x L, got shape {tuple(series.shape)}")
+        if len(series) != len(labels):
+            raise DataError(f"{len(series)} series but {len(labels)} labels")
+        image_channels(kind, series.shape[1])  # checks the kind
+        self.series = torch.from_numpy(np.ascontiguousarray(series, dtype=np.float32))
+        self.labels = [int(v) for v in labels]
+        self.kind = kind
+        self.size = int(size)
+        self.augment = tuple(augment)
+        self.classes = list(classes)
+
+    @property
+    def in_chans(self) -> int:
+        """Image channels."""
+        return image_channels(self.kind, self.series.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        x = self.series[index]
+        if self.augment:
+            x = augment_series(x, self.augment)
+        return series_image(x, self.kind, self.size), self.labels[index]

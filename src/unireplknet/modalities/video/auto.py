@@ -1,0 +1,77 @@
+"""``auto`` rules of the video modality: frame layout, frame size and clip length from a sample of the videos.
+
+Layout: ``diff`` (frames stacked as channels, then their consecutive differences), or ``channels``
+when a pretrained 2-D stem is loaded (the loader's stem adaptation, RGB repeated and divided by
+``T``, is then exactly the documented inflation). Both keep neighbouring frames pixel-aligned, so
+motion is a local feature that the very first convolution can see, and a clip costs the compute of
+one frame instead of ``T`` tiled frames. ``--video-layout grid`` (the paper's tiling) or a recipe
+overrides it.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["auto_config", "SAMPLE"]
+
+#: how many training videos are opened to measure the data.
+SAMPLE = 24
+
+
+def auto_config(cfg: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
+    """``layout`` (``diff``, or ``channels`` with a pretrained stem), ``frame_size`` from the median short side
+    (32-224, multiple of 16); on a CPU a light clip (8 frames, one evaluation view) so a run fits the time
+    budget (empty without folder data)."""
+    data = cfg.get("data")
+    if data is None or not Path(data).is_dir():
+        return {}
+    from .datasets import VIDEO_EXTENSIONS, open_video
+
+    root = Path(data) / "train" if (Path(data) / "train").is_dir() else Path(data)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+    random.Random(int(cfg.get("seed") or 0)).shuffle(files)
+    shorts, frames = [], []
+    for f in files[:SAMPLE]:
+        try:
+            src = open_video(str(f), backend="auto")
+            info = src.info
+            src.close()
+        except Exception:  # reported by the pre-scan
+            continue
+        shorts.append(min(info.height, info.width))
+        frames.append(info.num_frames)
+    if not shorts:
+        return {}
+    shorts.sort()
+    frames.sort()
+    median = shorts[len(shorts) // 2]
+    cpu = str(cfg.get("device", "auto")) == "cpu" or not _cuda()
+    cap = 112 if cpu else 224
+    size = int(min(cap, max(32, round(median / 16) * 16)))
+    out: dict[str, tuple[Any, str]] = {
+        "frame_size": (size, f"median short side of {len(shorts)} sampled videos is {median} px "
+                             f"(clipped to 32-{cap}{' on a CPU' if cpu else ''})")}
+    if cfg.get("pretrained"):
+        out["layout"] = ("channels", "frames stacked as channels (pixel-aligned, so motion is local; one frame's "
+                                     "compute); the pretrained stem is inflated exactly (RGB repeated, divided by T)")
+    else:
+        out["layout"] = ("diff", "frames stacked as channels plus their consecutive differences: neighbouring "
+                                 "frames stay pixel-aligned, so motion is local from the first layer; one frame's "
+                                 "compute per clip")
+    shortest = frames[0]
+    n = 8 if cpu else 16
+    stride = max(1, min(4, shortest // n)) if shortest else 1
+    out["num_frames"] = (n, "8 frames per clip on a CPU" if cpu else "16 frames per clip (the paper's)")
+    out["frame_stride"] = (stride, f"the shortest sampled video has {shortest} frames")
+    if cpu:
+        out["eval_clips"] = (1, "one evaluation clip on a CPU")
+        out["eval_crops"] = (1, "one evaluation crop on a CPU")
+        out["aa"] = ("", "no RandAugment on small CPU runs")
+    return out
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -1,0 +1,441 @@
+"""Video clips as backbone-ready images, and clip-consistent augmentation.
+
+A clip is a ``T x C x H x W`` tensor (frames first). UniRepLKNet sees a video
+as one ``C' x H' x W'`` image; four layouts are offered, all invertible:
+
+* ``"grid"`` (the paper's description): frame ``t`` is tiled at grid cell
+  ``(t // cols, t % cols)``; 16 frames of 224² in a 4 x 4 grid give one
+  3 x 896 x 896 image. Any ``T`` works; cells past ``T`` are zero.
+* ``"reshape"`` (what the original code does): the ``C x T x H x W`` memory is
+  reinterpreted as ``C x (T*H/k) x (k*W)``. Frame ``t`` then fills rows
+  ``t*H/k .. (t+1)*H/k - 1`` and each output row holds ``k`` consecutive rows
+  of that frame side by side. The original hard-codes ``k = 4`` (``T = 16``);
+  here ``k`` defaults to ``sqrt(T)`` and may be set.
+* ``"channels"``: the frames stacked as channels, ``(T*C) x H x W``; channels
+  ``t*C .. t*C + C - 1`` are frame ``t``. Neighbouring frames stay
+  pixel-aligned, so motion is a local (per-pixel) feature from the first
+  layer on, and a clip costs what one frame costs. The stem takes
+  ``in_chans = T*C``; a stem pretrained on ``C`` channels is inflated by
+  :func:`inflate_stem_weight` (weights repeated per frame and divided by
+  ``T``: a static clip then gives exactly the 2-D model's output on one frame).
+* ``"diff"``: the ``T*C`` frame channels followed by the ``(T-1)*C``
+  consecutive differences ``frame[t+1] - frame[t]``: ``(2T-1)*C`` channels. The
+  inflated stem gives the difference channels zero weights (a static clip has
+  zero differences anyway), so the same equality holds.
+
+The augmentation draws its random parameters once per clip and applies them to
+every frame, so motion between frames is preserved.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..._extras import require
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LAYOUTS",
+    "CHANNEL_LAYOUTS",
+    "layout_channels",
+    "stack_channels",
+    "unstack_channels",
+    "diff_channels",
+    "undiff_channels",
+    "inflate_stem_weight",
+    "grid_shape",
+    "tile_frames",
+    "untile_frames",
+    "reshape_frames",
+    "unreshape_frames",
+    "frames_to_image",
+    "image_to_frames",
+    "image_size_for",
+    "ClipAugment",
+    "clip_eval_crops",
+    "resize_clip",
+    "normalize_clip",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LAYOUTS = ("grid", "reshape", "channels", "diff")
+#: layouts that keep frames pixel-aligned as channels (the stem is widened).
+CHANNEL_LAYOUTS = ("channels", "diff")
+
+
+# ----------------------------------------------------------------------------- layouts
+def grid_shape(num_frames: int, grid: Optional[Sequence[int]] = None) -> tuple[int, int]:
+    """Rows and columns of the tiling grid for ``num_frames`` frames.
+
+    With ``grid=None`` the most square exact factorisation ``rows x cols == T``
+    is used (16 -> 4 x 4, 8 -> 2 x 4); if that is more than twice as wide as
+    tall (a prime ``T`` such as 7), a near-square grid with empty cells is used.
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if grid is not None:
+        rows, cols = (int(g) for g in grid)
+        if rows < 1 or cols < 1 or rows * cols < num_frames:
+            raise ValueError(f"grid {rows}x{cols} cannot hold {num_frames} frames")
+        return rows, cols
+    rows = max(d for d in range(1, math.isqrt(num_frames) + 1) if num_frames % d == 0)
+    cols = num_frames // rows
+    if cols > 2 * rows:
+        cols = math.ceil(math.sqrt(num_frames))
+        rows = math.ceil(num_frames / cols)
+    return rows, cols
+
+
+def _check_clip(clip: torch.Tensor) -> None:
+    if clip.dim() not in (4, 5):
+        raise ValueError(f"expected a clip T x C x H x W (or B x T x C x H x W), got shape {tuple(clip.shape)}")
+
+
+def tile_frames(clip: torch.Tensor, grid: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """Tile ``[B x] T x C x H x W`` frames into ``[B x] C x (rows*H) x (cols*W)``, row-major."""
+    _check_clip(clip)
+    batched = clip.dim() == 5
+    x = clip if batched else clip.unsqueeze(0)
+    b, t, c, h, w = x.shape
+    rows, cols = grid_shape(t, grid)
+    if rows * cols > t:
+        x = torch.cat([x, x.new_zeros(b, rows * cols - t, c, h, w)], dim=1)
+    out = x.reshape(b, rows, cols, c, h, w).permute(0, 3, 1, 4, 2, 5).reshape(b, c, rows * h, cols * w)
+    return out if batched else out[0]
+
+
+def untile_frames(image: torch.Tensor, num_frames: int, grid: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """Inverse of :func:`tile_frames`: ``[B x] C x H' x W'`` back to ``[B x] T x C x H x W``."""
+    if image.dim() not in (3, 4):
+        raise ValueError(f"expected an image C x H x W (or B x C x H x W), got shape {tuple(image.shape)}")
+    batched = image.dim() == 4
+    x = image if batched else image.unsqueeze(0)
+    b, c, hh, ww = x.shape
+    rows, cols = grid_shape(num_frames, grid)
+    if hh % rows or ww % cols:
+        raise ValueError(f"image {hh}x{ww} does not split into a {rows}x{cols} grid")
+    h, w = hh // rows, ww // cols
+    out = x.reshape(b, c, rows, h, cols, w).permute(0, 2, 4, 1, 3, 5).reshape(b, rows * cols, c, h, w)
+    out = out[:, :num_frames]
+    return out if batched else out[0]
+
+
+def _reshape_factor(num_frames: int, height: int, factor: Optional[int]) -> int:
+    if factor is None:
+        k = math.isqrt(num_frames)
+        if k * k != num_frames:
+            raise ValueError(
+                f"the 'reshape' layout needs a square number of frames or an explicit factor, got T={num_frames}"
+            )
+        factor = k
+    if factor < 1 or height % factor:
+        raise ValueError(f"reshape factor {factor} must be >= 1 and divide the frame height {height}")
+    return factor
+
+
+def reshape_frames(clip: torch.Tensor, factor: Optional[int] = None) -> torch.Tensor:
+    """The original code's layout: ``C x T x H x W`` memory read as ``C x (T*H/k) x (k*W)``.
+
+    Accepts ``[B x] T x C x H x W`` like :func:`tile_frames`.
+    """
+    _check_clip(clip)
+    batched = clip.dim() == 5
+    x = clip if batched else clip.unsqueeze(0)
+    b, t, c, h, w = x.shape
+    k = _reshape_factor(t, h, factor)
+    out = x.transpose(1, 2).contiguous().reshape(b, c, t * h // k, k * w)
+    return out if batched else out[0]
+
+
+def unreshape_frames(image: torch.Tensor, num_frames: int, factor: Optional[int] = None) -> torch.Tensor:
+    """Inverse of :func:`reshape_frames`."""
+    if image.dim() not in (3, 4):
+        raise ValueError(f"expected an image C x H x W (or B x C x H x W), got shape {tuple(image.shape)}")
+    batched = image.dim() == 4
+    x = image if batched else image.unsqueeze(0)
+    b, c, hh, ww = x.shape
+    k = factor if factor is not None else _reshape_factor(num_frames, hh * num_frames, None)
+    if ww % k or (hh * k) % num_frames:
+        raise ValueError(f"image {hh}x{ww} is not a reshape of {num_frames} frames with factor {k}")
+    h, w = hh * k // num_frames, ww // k
+    out = x.reshape(b, c, num_frames, h, w).transpose(1, 2)
+    return out if batched else out[0]
+
+
+def layout_channels(layout: str, num_frames: int, channels: int = 3) -> int:
+    """Input channels of the image that ``num_frames`` frames of ``channels`` channels become in ``layout``."""
+    if layout in ("grid", "reshape"):
+        return channels
+    if layout == "channels":
+        return num_frames * channels
+    if layout == "diff":
+        return (2 * num_frames - 1) * channels
+    raise ValueError(f"unknown frame layout {layout!r}; choose one of {LAYOUTS}")
+
+
+def stack_channels(clip: torch.Tensor) -> torch.Tensor:
+    """``[B x] T x C x H x W`` -> ``[B x] (T*C) x H x W``: frame ``t`` is channels ``t*C .. t*C + C - 1``."""
+    _check_clip(clip)
+    return clip.flatten(-4, -3)
+
+
+def unstack_channels(image: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Inverse of :func:`stack_channels`: ``[B x] (T*C) x H x W`` -> ``[B x] T x C x H x W``."""
+    if image.dim() not in (3, 4):
+        raise ValueError(f"expected an image C x H x W (or B x C x H x W), got shape {tuple(image.shape)}")
+    c_all = image.shape[-3]
+    if num_frames < 1 or c_all % num_frames:
+        raise ValueError(f"an image with {c_all} channels is not {num_frames} stacked frames")
+    frames = image
+    return frames.unflatten(-3, (num_frames, c_all // num_frames))
+
+
+def diff_channels(clip: torch.Tensor) -> torch.Tensor:
+    """``[B x] T x C x H x W`` -> ``[B x] (2T-1)*C x H x W``: the stacked frames, then ``frame[t+1] - frame[t]``."""
+    _check_clip(clip)
+    frames = clip.flatten(-4, -3)
+    diffs = (clip[..., 1:, :, :, :] - clip[..., :-1, :, :, :]).flatten(-4, -3)
+    return torch.cat([frames, diffs], dim=-3)
+
+
+def undiff_channels(image: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Inverse of :func:`diff_channels` (the frames; the difference channels are redundant)."""
+    c_all = image.shape[-3]
+    if c_all % (2 * num_frames - 1):
+        raise ValueError(f"{c_all} channels are not (2T-1)*C for T={num_frames}")
+    c = c_all // (2 * num_frames - 1)
+    return image[..., : num_frames * c, :, :].unflatten(-3, (num_frames, c))
+
+
+def inflate_stem_weight(weight: torch.Tensor, num_frames: int, layout: str = "channels") -> torch.Tensor:
+    """Inflate a 2-D stem kernel ``out x C x k x k`` for a channel layout of ``num_frames`` frames.
+
+    ``channels``: the kernel repeated once per frame and divided by ``T`` (``out x T*C x k x k``);
+    ``diff``: the same for the frame channels, zeros for the ``(T-1)*C`` difference channels.
+    On a static clip (every frame equal) the inflated stem computes exactly what the 2-D stem
+    computes on one frame (the documented scaling: the ``1/T`` makes the sum over frames a mean).
+    ``grid`` and ``reshape`` return the kernel unchanged.
+    """
+    if weight.dim() != 4:
+        raise ValueError(f"expected a conv kernel out x C x k x k, got shape {tuple(weight.shape)}")
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if layout in ("grid", "reshape"):
+        return weight
+    frames = weight.repeat(1, num_frames, 1, 1) / num_frames
+    if layout == "channels":
+        return frames
+    if layout == "diff":
+        zeros = weight.new_zeros(weight.shape[0], weight.shape[1] * (num_frames - 1), *weight.shape[2:])
+        return torch.cat([frames, zeros], dim=1)
+    raise ValueError(f"unknown frame layout {layout!r}; choose one of {LAYOUTS}")
+
+
+def frames_to_image(
+    clip: torch.Tensor, layout: str = "grid", grid: Optional[Sequence[int]] = None, factor: Optional[int] = None
+) -> torch.Tensor:
+    """Turn a clip into one image with the chosen ``layout`` (one of :data:`LAYOUTS`)."""
+    if layout == "grid":
+        return tile_frames(clip, grid)
+    if layout == "reshape":
+        return reshape_frames(clip, factor)
+    if layout == "channels":
+        return stack_channels(clip)
+    if layout == "diff":
+        return diff_channels(clip)
+    raise ValueError(f"unknown frame layout {layout!r}; choose one of {LAYOUTS}")
+
+
+def image_to_frames(
+    image: torch.Tensor,
+    num_frames: int,
+    layout: str = "grid",
+    grid: Optional[Sequence[int]] = None,
+    factor: Optional[int] = None,
+) -> torch.Tensor:
+    """Inverse of :func:`frames_to_image`."""
+    if layout == "grid":
+        return untile_frames(image, num_frames, grid)
+    if layout == "reshape":
+        return unreshape_frames(image, num_frames, factor)
+    if layout == "channels":
+        return unstack_channels(image, num_frames)
+    if layout == "diff":
+        return undiff_channels(image, num_frames)
+    raise ValueError(f"unknown frame layout {layout!r}; choose one of {LAYOUTS}")
+
+
+def image_size_for(
+    num_frames: int,
+    frame_size: Sequence[int],
+    layout: str = "grid",
+    grid: Optional[Sequence[int]] = None,
+    factor: Optional[int] = None,
+) -> tuple[int, int]:
+    """Height and width of the image that ``num_frames`` frames of ``frame_size`` (H, W) become."""
+    h, w = int(frame_size[0]), int(frame_size[1])
+    if layout == "grid":
+        rows, cols = grid_shape(num_frames, grid)
+        return rows * h, cols * w
+    if layout == "reshape":
+        k = _reshape_factor(num_frames, h, factor)
+        return num_frames * h // k, k * w
+    if layout in CHANNEL_LAYOUTS:
+        return h, w
+    raise ValueError(f"unknown frame layout {layout!r}; choose one of {LAYOUTS}")
+
+
+# ----------------------------------------------------------------------------- augmentation
+def normalize_clip(
+    clip: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
+    """uint8 (or 0..1 float) ``T x C x H x W`` frames to normalised float32."""
+    x = clip.float()
+    if clip.dtype == torch.uint8:
+        x = x / 255.0
+    m = torch.tensor(mean, dtype=x.dtype).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def resize_clip(clip: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear (antialiased) resize of ``T x C x H x W`` frames; keeps uint8 as uint8."""
+    size = (int(size[0]), int(size[1]))
+    if tuple(clip.shape[-2:]) == size:
+        return clip
+    out = F.interpolate(clip.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+    if clip.dtype == torch.uint8:
+        out = out.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def _resized_crop_box(
+    height: int, width: int, scale: Sequence[float], ratio: Sequence[float], rng: random.Random
+) -> tuple[int, int, int, int]:
+    """Top, left, height, width of a random crop with area fraction in ``scale`` and aspect in ``ratio``."""
+    area = height * width
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(log_lo, log_hi))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return rng.randint(0, height - h), rng.randint(0, width - w), h, w
+    # fall back to the largest centred crop within the ratio range
+    aspect = width / height
+    if aspect < ratio[0]:
+        w, h = width, int(round(width / ratio[0]))
+    elif aspect > ratio[1]:
+        h, w = height, int(round(height * ratio[1]))
+    else:
+        h, w = height, width
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def clip_eval_crops(clip: torch.Tensor, crop_size: Sequence[int], num_crops: int = 1) -> list[torch.Tensor]:
+    """Deterministic spatial views for evaluation.
+
+    Frames are resized so that the short side equals the crop's short side,
+    then ``num_crops`` crops are taken evenly along the long side (1: centre;
+    3: start / centre / end, as in VideoMAE and SlowFast testing).
+    """
+    if num_crops < 1:
+        raise ValueError(f"num_crops must be >= 1, got {num_crops}")
+    ch, cw = int(crop_size[0]), int(crop_size[1])
+    h, w = clip.shape[-2:]
+    scale = max(ch / h, cw / w)
+    clip = resize_clip(clip, (max(ch, int(round(h * scale))), max(cw, int(round(w * scale)))))
+    h, w = clip.shape[-2:]
+    views = []
+    for i in range(num_crops):
+        frac = 0.5 if num_crops == 1 else i / (num_crops - 1)
+        top = int(round((h - ch) * (frac if h - ch > w - cw else 0.5)))
+        left = int(round((w - cw) * (frac if w - cw >= h - ch else 0.5)))
+        views.append(clip[..., top : top + ch, left : left + cw])
+    return views
+
+
+@dataclass
+class ClipAugment:
+    """Training augmentation applied identically to every frame of a clip.
+
+    Order: random resized crop to ``size`` -> horizontal flip -> RandAugment
+    (timm, one draw of ops and magnitudes per clip) -> normalise -> random
+    erasing of one box in all frames (a "tube"). Input: uint8 ``T x C x H x W``
+    (C = 3 for RandAugment); output: float32 ``T x C x size``.
+    """
+
+    size: tuple[int, int] = (224, 224)
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+    rand_augment: Optional[str] = None  # timm config string, e.g. "rand-m7-n4-mstd0.5-inc1"
+    erase_prob: float = 0.0
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        self._ra = None
+        if self.rand_augment:
+            aa = require("timm.data.auto_augment", "train", "RandAugment")
+            fill = tuple(round(255 * m) for m in self.mean)
+            hparams = {"translate_const": int(min(self.size) * 0.45), "img_mean": fill}
+            self._ra = aa.rand_augment_transform(self.rand_augment, hparams)
+
+    def __call__(self, clip: torch.Tensor, rng: Optional[random.Random] = None) -> torch.Tensor:
+        """Augment one uint8 clip; ``rng`` (default: the ``random`` module) draws the crop, flip and erase."""
+        _check_clip(clip)
+        if clip.dim() != 4:
+            raise ValueError(f"ClipAugment takes one clip T x C x H x W, got shape {tuple(clip.shape)}")
+        rng = rng or random.Random(random.getrandbits(64))
+        h, w = clip.shape[-2:]
+        top, left, ch, cw = _resized_crop_box(h, w, self.scale, self.ratio, rng)
+        x = resize_clip(clip[..., top : top + ch, left : left + cw], self.size)
+        if rng.random() < self.hflip:
+            x = x.flip(-1)
+        if self._ra is not None:
+            x = self._rand_augment(x)
+        x = normalize_clip(x, self.mean, self.std)
+        if self.erase_prob > 0 and rng.random() < self.erase_prob:
+            x = _erase_tube(x, rng)
+        return x
+
+    def _rand_augment(self, clip: torch.Tensor) -> torch.Tensor:
+        """Apply the same RandAugment draw to every frame by replaying the global RNG states timm uses."""
+        if clip.dtype != torch.uint8 or clip.shape[1] != 3:
+            raise ValueError("RandAugment needs uint8 RGB frames (C = 3)")
+        image_mod = require("PIL.Image", "train", "RandAugment")
+        py_state, np_state = random.getstate(), np.random.get_state()
+        out = []
+        for frame in clip.permute(0, 2, 3, 1).numpy():
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+            out.append(np.asarray(self._ra(image_mod.fromarray(frame)), dtype=np.uint8))
+        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+
+
+def _erase_tube(
+    x: torch.Tensor, rng: random.Random, area: tuple[float, float] = (0.02, 1 / 3), log_ratio: float = math.log(3)
+) -> torch.Tensor:
+    """Replace one random box, the same in all frames, with per-pixel normal noise (timm's 'pixel' mode)."""
+    _, c, h, w = x.shape
+    for _ in range(10):
+        target = h * w * rng.uniform(*area)
+        aspect = math.exp(rng.uniform(-log_ratio, log_ratio))
+        eh, ew = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if 0 < eh < h and 0 < ew < w:
+            top, left = rng.randint(0, h - eh), rng.randint(0, w - ew)
+            gen = torch.Generator().manual_seed(rng.getrandbits(63))
+            x = x.clone()
+            x[:, :, top : top + eh, left : left + ew] = torch.randn(x.shape[0], c, eh, ew, generator=gen)
+            break
+    return x

@@ -1,0 +1,282 @@
+"""Fast training path for depthwise convolutions and the Dilated Reparam Block (CPU).
+
+PyTorch's CPU (oneDNN) depthwise convolution is fast in the forward direction for channels-last
+input, but its backward is 4-50x slower than its forward, and dilated kernels whose padding
+exceeds a few taps fall off the fast forward path as well. This module computes the same
+function and the same gradients with forward convolutions only:
+
+* ``grad_input`` of a depthwise (dilated) convolution is the forward convolution of
+  ``grad_output`` with the spatially flipped kernel (same padding and dilation);
+* ``grad_weight`` is a depthwise convolution of the zero-padded input (batch folded into the
+  channels, ``N*C`` groups) with ``grad_output`` as kernel and stride = dilation, summed over
+  the batch;
+* dilated convolutions run on an explicitly zero-padded channels-last input (``padding=0``),
+  which keeps them on oneDNN's fast kernel.
+
+:func:`dilated_reparam_train` runs all branches of a Dilated Reparam Block and their training-mode
+BatchNorms in one autograd node. It saves only the block input and the per-branch batch statistics
+and recomputes branch outputs in the backward pass (``recompute=True``, the default), so the block
+keeps one activation alive instead of six. BatchNorm uses the native kernels (``native_batch_norm``
+and its backward), so outputs and running-statistic updates are those of ``nn.BatchNorm2d``.
+
+The switch: :func:`set_fast_training` / :func:`fast_training_enabled` / :func:`fast_training`
+(context manager). The fast path is ON by default and only used for CPU tensors in fp32/fp64
+when autograd records and no autocast is active; everything else (and the deployed block) runs
+the plain PyTorch path.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "set_fast_training", "fast_training_enabled", "fast_training", "fast_path_applicable",
+    "depthwise_conv2d_train", "dilated_reparam_train", "grn_train",
+]
+
+_STATE = {"enabled": True, "recompute": True}
+_LOCK = threading.Lock()
+_CL = torch.channels_last
+
+
+def set_fast_training(enabled: bool) -> None:
+    """Globally switch the fast training path (default ``True``)."""
+    with _LOCK:
+        _STATE["enabled"] = bool(enabled)
+
+
+def fast_training_enabled() -> bool:
+    """Whether the fast training path is switched on."""
+    return _STATE["enabled"]
+
+
+@contextlib.contextmanager
+def fast_training(enabled: bool = True) -> Iterator[None]:
+    """Context manager that sets the fast training switch and restores the previous value on exit."""
+    previous = fast_training_enabled()
+    set_fast_training(enabled)
+    try:
+        yield
+    finally:
+        set_fast_training(previous)
+
+
+def fast_path_applicable(x: torch.Tensor) -> bool:
+    """True when the fast path is on and applies to ``x`` (CPU fp32/fp64 4-D, autograd recording, no autocast)."""
+    return (
+        _STATE["enabled"]
+        and torch.is_grad_enabled()
+        and x.dim() == 4
+        and x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.jit.is_scripting()
+        and not torch.jit.is_tracing()
+    )
+
+
+# --------------------------------------------------------------------------- conv primitives
+def _fmt(t: torch.Tensor) -> torch.memory_format:
+    """Working layout: channels-last for fp32 (oneDNN's fast depthwise kernels), NCHW otherwise (fp64 slow path)."""
+    return _CL if t.dtype == torch.float32 else torch.contiguous_format
+
+
+def _conv_fwd(x: torch.Tensor, weight: torch.Tensor, dilation: int) -> torch.Tensor:
+    """Stride-1 'same' depthwise conv of a channels-last ``x`` (output channels-last)."""
+    k = weight.shape[-1]
+    pad = dilation * (k - 1) // 2
+    channels = x.shape[1]
+    if dilation == 1:
+        return F.conv2d(x, weight, padding=pad, groups=channels)
+    xp = F.pad(x, (pad, pad, pad, pad)).contiguous(memory_format=_fmt(x))
+    return F.conv2d(xp, weight, dilation=dilation, groups=channels)
+
+
+def _conv_grad_input(grad: torch.Tensor, weight: torch.Tensor, dilation: int) -> torch.Tensor:
+    """Input gradient of :func:`_conv_fwd`: the forward conv of ``grad`` with the flipped kernel."""
+    return _conv_fwd(grad, weight.flip(-1, -2), dilation)
+
+
+def _conv_grad_weight(x_nchw: torch.Tensor, grad: torch.Tensor, k: int, dilation: int) -> torch.Tensor:
+    """Weight gradient ``(C, 1, k, k)`` of :func:`_conv_fwd` from an NCHW-contiguous input and its output grad."""
+    n, c, h, w = x_nchw.shape
+    pad = dilation * (k - 1) // 2
+    xp = F.pad(x_nchw, (pad, pad, pad, pad)).reshape(1, n * c, h + 2 * pad, w + 2 * pad)
+    g = grad.contiguous().reshape(n * c, 1, h, w)
+    gw = F.conv2d(xp, g, stride=dilation, groups=n * c)  # (1, N*C, k, k)
+    return gw.reshape(n, c, k, k).sum(0).unsqueeze(1)
+
+
+# --------------------------------------------------------------------------- plain depthwise conv
+class _DepthwiseConv2d(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], dilation: int):  # type: ignore[override]
+        xc = x.contiguous(memory_format=_fmt(x))
+        ctx.save_for_backward(xc, weight)
+        ctx.dilation = dilation
+        ctx.has_bias = bias is not None
+        out = _conv_fwd(xc, weight, dilation)
+        if bias is not None:
+            out = out + bias.view(1, -1, 1, 1)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        xc, weight = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=_fmt(grad))
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = _conv_grad_input(grad, weight, ctx.dilation)
+        if ctx.needs_input_grad[1]:
+            gw = _conv_grad_weight(xc.contiguous(), grad, weight.shape[-1], ctx.dilation)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = grad.sum(dim=(0, 2, 3))
+        return gx, gw, gb, None
+
+
+def depthwise_conv2d_train(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, dilation: int = 1
+) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, padding=dilation*(k-1)//2, dilation=dilation, groups=C)`` with a fast backward.
+
+    ``weight`` is ``C x 1 x k x k`` with odd square ``k``; the output is channels-last.
+    """
+    return _DepthwiseConv2d.apply(x, weight, bias, int(dilation))
+
+
+# --------------------------------------------------------------------------- Dilated Reparam Block
+class _DilatedReparamTrain(torch.autograd.Function):
+    """``sum_i BN_i(dwconv(x, W_i, dilation r_i))`` with training-mode BatchNorms, in one node."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dilations: Tuple[int, ...], eps: Tuple[float, ...],
+                factors: Tuple[float, ...], recompute: bool, *tensors: torch.Tensor):  # type: ignore[override]
+        nb = len(dilations)
+        weights = tensors[0:nb]
+        gammas = tensors[nb:2 * nb]
+        betas = tensors[2 * nb:3 * nb]
+        rmeans = tensors[3 * nb:4 * nb]
+        rvars = tensors[4 * nb:5 * nb]
+        xc = x.contiguous(memory_format=_fmt(x))
+        out: Optional[torch.Tensor] = None
+        saved_y: List[torch.Tensor] = []
+        stats: List[torch.Tensor] = []
+        for i in range(nb):
+            y = _conv_fwd(xc, weights[i], dilations[i])
+            o, mean, invstd = torch.native_batch_norm(
+                y, gammas[i], betas[i], rmeans[i], rvars[i], True, factors[i], eps[i])
+            stats += [mean, invstd]
+            if not recompute:
+                saved_y.append(y)
+            out = o if out is None else out.add_(o)
+        ctx.dilations, ctx.eps, ctx.recompute, ctx.nb = dilations, eps, recompute, nb
+        ctx.save_for_backward(xc, *weights, *gammas, *rmeans, *rvars, *stats, *saved_y)
+        assert out is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        nb = ctx.nb
+        saved = ctx.saved_tensors
+        xc = saved[0]
+        weights = saved[1:1 + nb]
+        gammas = saved[1 + nb:1 + 2 * nb]
+        rmeans = saved[1 + 2 * nb:1 + 3 * nb]
+        rvars = saved[1 + 3 * nb:1 + 4 * nb]
+        stats = saved[1 + 4 * nb:1 + 6 * nb]
+        ys = saved[1 + 6 * nb:]
+        need_x = ctx.needs_input_grad[0]
+        off = 5
+        need_w = any(ctx.needs_input_grad[off:off + nb])
+        need_aff = [ctx.needs_input_grad[off + nb + i] or ctx.needs_input_grad[off + 2 * nb + i] for i in range(nb)]
+        grad = grad.contiguous(memory_format=_fmt(grad))
+        x_nchw = xc.contiguous() if need_w else None
+        gx: Optional[torch.Tensor] = None
+        gws: List[Optional[torch.Tensor]] = [None] * nb
+        ggs: List[Optional[torch.Tensor]] = [None] * nb
+        gbs: List[Optional[torch.Tensor]] = [None] * nb
+        for i in range(nb):
+            r = ctx.dilations[i]
+            y = _conv_fwd(xc, weights[i], r) if ctx.recompute else ys[i]
+            dy, gg, gb = torch.ops.aten.native_batch_norm_backward(
+                grad, y, gammas[i], rmeans[i], rvars[i], stats[2 * i], stats[2 * i + 1], True, ctx.eps[i],
+                [need_x or need_w, need_aff[i], need_aff[i]])
+            del y
+            ggs[i], gbs[i] = gg, gb
+            if need_x:
+                gxi = _conv_grad_input(dy, weights[i], r)
+                gx = gxi if gx is None else gx.add_(gxi)
+            if ctx.needs_input_grad[off + i]:
+                gws[i] = _conv_grad_weight(x_nchw, dy, weights[i].shape[-1], r)
+        return (gx, None, None, None, None, *gws, *ggs, *gbs, *([None] * (2 * nb)))
+
+
+def dilated_reparam_train(
+    x: torch.Tensor,
+    weights: Sequence[torch.Tensor],
+    dilations: Sequence[int],
+    bns: Sequence[torch.nn.modules.batchnorm._BatchNorm],
+    recompute: Optional[bool] = None,
+) -> torch.Tensor:
+    """Training forward of a Dilated Reparam Block: ``sum_i bns[i](dwconv(x, weights[i], dilations[i]))``.
+
+    Each BatchNorm must be an affine ``nn.BatchNorm2d`` in training mode tracking running statistics;
+    its ``num_batches_tracked`` and running statistics are updated exactly as its own forward would.
+    ``recompute`` recomputes branch outputs in backward instead of keeping them (memory vs ~1/3 more conv
+    time); ``None`` uses the module default (``True``).
+    """
+    if recompute is None:
+        recompute = _STATE["recompute"]
+    factors = []
+    for bn in bns:
+        factor = 0.0 if bn.momentum is None else bn.momentum
+        if bn.num_batches_tracked is not None:
+            bn.num_batches_tracked.add_(1)
+            if bn.momentum is None:
+                factor = 1.0 / float(bn.num_batches_tracked)
+        factors.append(factor)
+    tensors = [*weights, *(bn.weight for bn in bns), *(bn.bias for bn in bns),
+               *(bn.running_mean for bn in bns), *(bn.running_var for bn in bns)]
+    return _DilatedReparamTrain.apply(
+        x, tuple(int(d) for d in dilations), tuple(float(bn.eps) for bn in bns), tuple(factors), bool(recompute),
+        *tensors)
+
+
+# --------------------------------------------------------------------------- GRN
+class _GRNTrain(torch.autograd.Function):
+    """``(gamma * Nx + 1) * x + beta`` (GRN on ``N x H x W x C``) with a hand-written, allocation-lean backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, gamma: torch.Tensor, beta: Optional[torch.Tensor]):  # type: ignore[override]
+        gx = torch.linalg.vector_norm(x, 2, dim=(1, 2), keepdim=True)
+        denom = gx.mean(dim=-1, keepdim=True) + 1e-6
+        nx = gx / denom
+        f = gamma * nx + 1
+        out = torch.addcmul(beta, x, f) if beta is not None else x * f
+        ctx.has_beta = beta is not None
+        ctx.save_for_backward(x, gamma, gx, denom, nx, f)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        x, gamma, gx, denom, nx, f = ctx.saved_tensors
+        gb = grad.sum(dim=(0, 1, 2), keepdim=True) if ctx.has_beta and ctx.needs_input_grad[2] else None
+        df = torch.linalg.vecdot(grad.flatten(1, 2), x.flatten(1, 2), dim=1).unsqueeze(1).unsqueeze(1)
+        gg = (df * nx).sum(dim=0, keepdim=True) if ctx.needs_input_grad[1] else None
+        gx_in = None
+        if ctx.needs_input_grad[0]:
+            dnx = df * gamma
+            dgx = dnx / denom - (dnx * gx).sum(dim=-1, keepdim=True) / (denom * denom) / gx.shape[-1]
+            scale = torch.where(gx > 0, dgx / gx, torch.zeros_like(gx))
+            gx_in = grad * f
+            gx_in.addcmul_(x, scale)
+        return gx_in, gg, gb
+
+
+def grn_train(x: torch.Tensor, gamma: torch.Tensor, beta: Optional[torch.Tensor]) -> torch.Tensor:
+    """GRN forward (``N x H x W x C`` input, ``(1, 1, 1, C)`` parameters) with a fused backward for training."""
+    return _GRNTrain.apply(x, gamma, beta)

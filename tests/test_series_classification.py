@@ -1,0 +1,265 @@
+"""Time-series classification (the ``series`` modality): readers, split rules, images, a tiny training run."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from unireplknet.errors import BadFileError, DataError
+from unireplknet.modalities.series import classify as C
+from unireplknet.modalities.series import series_datasets as SD
+from unireplknet.modalities.series import ucr
+
+
+# ----------------------------------------------------------------------------- fixtures
+TS_UNI = """# a comment
+@problemName Toy
+@timeStamps false
+@missing true
+@univariate true
+@equalLength false
+@classLabel true a b
+@data
+1,2,3,4:a
+4,?,2:b
+1,1,1,1,1:a
+"""
+
+TS_MULTI = """@problemName Toy2
+@timeStamps false
+@univariate false
+@dimensions 2
+@equalLength false
+@classLabel true x y
+@data
+1,2,3:4,5,6:x
+1,2:3,4,5,6:y
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def ns(**kw) -> argparse.Namespace:
+    base = {"data": None, "val_data": None, "seed": 0, "val_fraction": None}
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def ucr_dir(tmp_path: Path, n_per_class: int = 10, classes=("1", "2", "10"), name: str = "Toy") -> Path:
+    """A folder Toy/ with Toy_TRAIN.tsv and Toy_TEST.tsv; test rows are offset so they are recognisable."""
+    rng = np.random.default_rng(0)
+    d = tmp_path / name
+
+    def rows(n: int, offset: float) -> str:
+        out = []
+        for c in classes:
+            for _ in range(n):
+                vals = rng.normal(size=40) + float(c) + offset
+                out.append("\t".join([c] + [f"{v:.4f}" for v in vals]))
+        return "\n".join(out) + "\n"
+
+    write(d / f"{name}_TRAIN.tsv", rows(n_per_class, 0.0))
+    write(d / f"{name}_TEST.tsv", rows(4, 1000.0))
+    return d
+
+
+# ----------------------------------------------------------------------------- readers
+def test_read_ts_univariate_unequal_and_missing(tmp_path):
+    X, y = ucr.read_ts(write(tmp_path / "a.ts", TS_UNI))
+    assert y == ["a", "b", "a"]
+    assert [x.shape for x in X] == [(1, 4), (1, 3), (1, 5)]
+    assert X[0].dtype == np.float32 and np.isnan(X[1][0, 1])
+
+
+def test_read_ts_multivariate_unequal(tmp_path):
+    X, y = ucr.read_ts(write(tmp_path / "m.ts", TS_MULTI))
+    assert y == ["x", "y"]
+    assert X[0].shape == (2, 3) and X[1].shape == (2, 4)
+    assert np.isnan(X[1][0, 2:]).all() and X[1][1, 3] == 6
+
+
+def test_read_tsv_trims_nan_padding_and_numeric_labels(tmp_path):
+    X, y = ucr.read_tsv(write(tmp_path / "a.tsv", "1\t0.5\t1.5\tNaN\tNaN\n-1\t2\t3\t4\t5\n"))
+    assert y == ["1", "-1"] and X[0].shape == (1, 2) and X[1].shape == (1, 4)
+    X, y = ucr.read_series_file(write(tmp_path / "old.txt", "  1.0000000e+00  2.0 3.0\n  2.0000000e+00  4 5\n"))
+    assert y == ["1", "2"] and X[1].tolist() == [[4.0, 5.0]]
+
+
+def test_read_arff_univariate_and_relational(tmp_path):
+    uni = ("@relation toy\n@attribute t1 numeric\n@attribute t2 numeric\n@attribute t3 numeric\n"
+           "@attribute target {a,b}\n@data\n1,2,3,a\n4,?,6,b\n")
+    X, y = ucr.read_arff(write(tmp_path / "u.arff", uni))
+    assert y == ["a", "b"] and X[0].shape == (1, 3) and np.isnan(X[1][0, 1])
+    rel = ("@relation toy\n@attribute relationalAtt relational\n@attribute t1 numeric\n@attribute t2 numeric\n"
+           "@end relationalAtt\n@attribute activity {w,r}\n@data\n'1,2\\n3,4\\n5,6',w\n'7,8\\n9,10\\n11,12',r\n")
+    X, y = ucr.read_arff(write(tmp_path / "r.arff", rel))
+    assert y == ["w", "r"] and X[0].shape == (3, 2) and X[1][2, 1] == 12
+
+
+def test_read_csv_with_and_without_header(tmp_path):
+    X, y = ucr.read_csv_series(write(tmp_path / "h.csv", "label,t0,t1,t2\ncat,1,2,3\ndog,4,5,6\n"))
+    assert y == ["cat", "dog"] and X[1].tolist() == [[4, 5, 6]]
+    X, y = ucr.read_csv_series(write(tmp_path / "n.csv", "0,1,2,3\n1,4,5,?\n"))
+    assert y == ["0", "1"] and X[1].shape == (1, 2)  # trailing missing trimmed
+
+
+@pytest.mark.parametrize("name,text,where", [
+    ("bad.ts", "@problemName t\n@univariate false\n@dimensions 2\n@classLabel true a\n@data\n1,2:3,4:a\n1,2:a\n", "bad.ts:7"),
+    ("bad2.ts", "@problemName t\n@classLabel true a b\n@data\n1,2,x:a\n", "bad2.ts:4"),
+    ("bad3.ts", "@problemName t\n@classLabel true a b\n@data\n1,2:c\n", "bad3.ts:4"),
+    ("nodata.ts", "@problemName t\n", "nodata.ts"),
+    ("bad.tsv", "1\t2\t3\n2\tfoo\t3\n", "bad.tsv:2"),
+    ("bad.csv", "a,1,2\nb,1,zz\n", "bad.csv:2"),
+    ("bad.arff", "@relation t\n@attribute a numeric\n@attribute c {x,y}\n@data\n1,2,x\n", "bad.arff:5"),
+])
+def test_malformed_files_name_file_and_line(tmp_path, name, text, where):
+    with pytest.raises(DataError, match=where.replace(".", r"\.")):
+        ucr.read_series_file(write(tmp_path / name, text))
+
+
+def test_unreadable_file_is_bad_file_error(tmp_path):
+    p = tmp_path / "bin.ts"
+    p.write_bytes(b"\x00\x01\x02garbage")
+    with pytest.raises(BadFileError, match="bin.ts"):
+        ucr.read_series_file(p)
+
+
+# ----------------------------------------------------------------------------- split rules
+def test_splits_test_never_in_train_or_val_and_val_stratified(tmp_path):
+    d = ucr_dir(tmp_path)
+    s = ucr.find_ucr_splits(d, val_fraction=0.2, seed=3)
+    (Xtr, ytr), (Xva, yva), (Xte, yte) = s.train, s.val, s.tests["test"]
+    assert len(Xtr) + len(Xva) == 30 and len(Xte) == 12
+    assert all(np.nanmean(x) < 100 for x in Xtr + Xva) and all(np.nanmean(x) > 900 for x in Xte)
+    assert sorted(set(yva)) == ["1", "10", "2"] and all(yva.count(c) == 2 for c in set(yva))
+    tr_keys = {x.tobytes() for x in Xtr}
+    assert not tr_keys & {x.tobytes() for x in Xva}
+    assert s.plan.classes == ["1", "2", "10"]  # natural order
+    assert s.plan.sources["test"].endswith("Toy_TEST.tsv")
+    again = ucr.find_ucr_splits(d, val_fraction=0.2, seed=3)
+    assert again.val[1] == yva and [x.tobytes() for x in again.val[0]] == [x.tobytes() for x in Xva]
+
+
+def test_splits_val_file_val_data_and_single_file(tmp_path):
+    d = ucr_dir(tmp_path)
+    write(d / "Toy_VALID.csv", "1,1,2,3\n2,1,2,3\n10,4,5,6\n")
+    s = ucr.find_ucr_splits(d)
+    assert len(s.train[0]) == 30 and len(s.val[0]) == 3
+    (d / "Toy_VALID.csv").unlink()
+    other = write(tmp_path / "v.csv", "1,1,2\n2,3,4\n")
+    s = ucr.find_ucr_splits(d / "Toy_TRAIN.tsv", val_data=other)
+    assert len(s.train[0]) == 30 and len(s.val[0]) == 2 and len(s.tests["test"][0]) == 12
+    with pytest.raises(DataError, match="TEST"):
+        ucr.find_ucr_splits(d / "Toy_TEST.tsv")
+
+
+def test_splits_prefers_ts_over_arff_and_rejects_mixed_problems(tmp_path):
+    d = ucr_dir(tmp_path)
+    write(d / "Toy_TRAIN.ts", TS_UNI.replace("@data", "@data").replace("a b", "1 2 10")
+          .replace(":a", ":1").replace(":b", ":2") + "5,6,7:10\n")
+    s = ucr.find_ucr_splits(d)
+    assert len(s.train[0]) + len(s.val[0]) == 4
+    write(d / "Other_TRAIN.csv", "1,1,2\n")
+    with pytest.raises(DataError, match="several problems"):
+        ucr.find_ucr_splits(d)
+
+
+def test_splits_unknown_test_label_is_an_error(tmp_path):
+    d = ucr_dir(tmp_path)
+    write(d / "Toy_TEST.tsv", "99\t1\t2\t3\n")
+    with pytest.raises(DataError, match="99"):
+        ucr.find_ucr_splits(d)
+
+
+# ----------------------------------------------------------------------------- images
+def test_prepare_fills_resamples_znorms():
+    x = np.array([[1, np.nan, 3, 4, np.nan]], dtype=np.float32)
+    f = C.fill_missing(x)
+    assert f[0, 1] == 2 and f[0, 4] == 4
+    p = C.prepare_series(x, 32, znorm=True)
+    assert p.shape == (1, 32) and abs(p.mean()) < 1e-5 and abs(p.std() - 1) < 1e-3
+    assert C.prepare_series(np.ones((2, 5), np.float32), 8).tolist() == [[0.0] * 8] * 2
+    batch = np.stack([C.prepare_series(np.array([[1, 2, 3], [10, 20, 30]], np.float32) * k, 6, znorm=False)
+                      for k in (1, 2)])
+    stats = C.channel_stats(batch)
+    std = C.standardize(batch, stats)
+    assert abs(std.mean()) < 1e-5 and std[1].max() > std[0].max()  # levels between series are kept
+    with pytest.raises(DataError):
+        C.standardize(batch, stats[:1])
+
+
+@pytest.mark.parametrize("kind", C.IMAGE_KINDS)
+def test_image_shapes(kind):
+    x = torch.randn(3, 100)
+    img = C.series_image(x, kind, 32)
+    assert img.shape == (C.image_channels(kind, 3), 32, 32) and torch.isfinite(img).all()
+    aug = C.augment_series(x, C.AUGMENTATIONS, torch.Generator().manual_seed(0))
+    assert aug.shape == x.shape
+    with pytest.raises(DataError):
+        C.parse_augment("scale,bogus")
+
+
+def test_build_task_data_from_folder_and_predict(tmp_path):
+    d = ucr_dir(tmp_path)
+    task = SD.build_task_data(ns(data=str(d), series_image="recurrence", series_image_size=16))
+    assert task.class_names == ["1", "2", "10"] and task.num_classes == 3
+    assert task.meta["series_length"] == 40 and task.meta["channels"] == 1
+    assert task.meta["znorm"] is False and len(task.meta["series_norm"]) == 1
+    x, label = task.train[0]
+    assert x.shape == (task.in_chans, 16, 16) == (2, 16, 16) and isinstance(label, int)
+    assert len(task.tests["test"]) == 12 and task.input_size == (16, 16)
+    args = ns(series_length=40, series_image="recurrence", series_image_size=16)
+    many = SD.load_for_predict(str(write(tmp_path / "p.csv", "1,2,3,4\n4,3,2,1\n")), args)
+    assert many.shape == (2, 2, 16, 16)
+    one = SD.load_for_predict(str(write(tmp_path / "q.csv", "label,a,b,c\ncat,1,2,3\n")), args)
+    assert one.shape == (2, 16, 16)
+
+
+def test_auto_config_and_flags(tmp_path):
+    assert SD.auto_config({"data": None}) == {}
+    d = ucr_dir(tmp_path)
+    out = SD.auto_config(None, {"data": str(d)}, "cpu")
+    assert out["series_length"][0] == 40 and out["series_image_size"][0] == 32
+    task = SD.build_task_data(ns(data=str(d)))
+    assert np.allclose(out["series_norm"][0], task.meta["series_norm"])  # auto saw exactly the training part
+    assert task.meta["series_image"] == SD.CONFIG_DEFAULTS["series_image"]
+    assert "series_norm" not in SD.auto_config({"data": str(d), "znorm": True})
+    assert SD.choose_length([5, 7, 9]) == 32 and SD.choose_length([4000]) == 512
+    parser = argparse.ArgumentParser()
+    SD.add_train_args(parser)
+    assert all(v is None for v in vars(parser.parse_args([])).values())
+    from unireplknet.modalities.series.plugin_classify import PLUGIN
+    assert PLUGIN.name == "series" and "series_image" in PLUGIN.arg_keys()
+
+
+# ----------------------------------------------------------------------------- training
+def test_tiny_training_on_demo_beats_chance():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    task = SD.build_task_data(ns(series_image="gaf", series_image_size=32))
+    assert task.num_classes == 4 and len(task.tests["test"]) == 160
+    from unireplknet import UniRepLKNet
+    model = UniRepLKNet(in_chans=task.in_chans, num_classes=task.num_classes, depths=(1, 1, 1, 1),
+                        dims=(8, 16, 32, 64), kernel_sizes=((3,), (5,), (5,), (3,)))
+    loader = torch.utils.data.DataLoader(task.train, batch_size=32, shuffle=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=4e-3, weight_decay=0.05)
+    for _ in range(6):
+        model.train()
+        for xb, yb in loader:
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    test = task.tests["test"]
+    xs = torch.stack([test[i][0] for i in range(len(test))])
+    with torch.no_grad():
+        acc = (model(xs).argmax(1) == torch.tensor(test.labels)).float().mean().item()
+    assert acc > 0.6, acc
