@@ -7,7 +7,7 @@ Triton output against F.conv2d in the same layout and dtype, and the achieved TF
 forward. ``--checks`` first runs a correctness sweep (odd shapes, rectangular and 31x31 kernels, fp16, grads).
 ``--sweep`` also times alternative tile configurations (to tune the heuristics in ops/triton_dwconv.py).
 
-    PYTHONPATH=src python benchmarks/dwconv_gpu.py --checks --out benchmarks/results/dwconv_gpu.json
+    PYTHONPATH=src python benchmarks/dwconv_gpu.py --checks --out runs/bench/dwconv_gpu.json
 
 Needs CUDA and triton. Kernels are compiled in parallel worker processes first (``--jobs``), then timed serially;
 on an H100 host with 16 cores, ``--checks`` plus the table took about 6 minutes, most of it compiling

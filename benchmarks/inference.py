@@ -5,7 +5,7 @@ reference), the optimized path (:func:`unireplknet.optimize_for_inference`, eage
 and timm's ConvNeXt-T as a reference model, all interleaved in one process: batch-16 throughput,
 batch-1 latency, and the fraction of the fp32 GEMM peak measured in the same rounds.
 
-    python benchmarks/inference.py --models unireplknet_t unireplknet_a --out benchmarks/results/inference_cpu.json
+    python benchmarks/inference.py --models unireplknet_t unireplknet_a --out runs/bench/inference_cpu.json
 
 Compiling takes minutes per model and batch size on a 2-core machine.
 """

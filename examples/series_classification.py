@@ -61,8 +61,9 @@ def one_nn_accuracy(train: tuple, test: tuple, length: int, znorm: bool = True) 
     return float((ya[d.argmin(1)] == yb).mean())
 
 
-def train_api(data: Path, args: argparse.Namespace) -> float:
-    """The plain-loop path: build the TaskData, train the small model, return test accuracy (best val epoch)."""
+def train_api(data: Path, args: argparse.Namespace) -> tuple[float, str]:
+    """The plain-loop path: build the TaskData (with what ``auto`` chooses), train the small model;
+    returns the test accuracy (at the best validation epoch) and the image mapping used."""
     import torch
     import torch.nn.functional as F
     from unireplknet import UniRepLKNet
@@ -107,7 +108,7 @@ def train_api(data: Path, args: argparse.Namespace) -> float:
             if acc >= best_val:
                 best_val, best_state = acc, {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
-    return evaluate(task.tests["test"])
+    return evaluate(task.tests["test"]), task.meta["series_image"]
 
 
 def train_command(data: Path, args: argparse.Namespace, run_dir: Path) -> float:
@@ -145,7 +146,7 @@ def main() -> None:
     p.add_argument("--api", action="store_true", help="train with the library API instead of the command")
     args = p.parse_args()
 
-    from unireplknet.modalities.series.series_datasets import CONFIG_DEFAULTS, choose_length
+    from unireplknet.modalities.series.series_datasets import choose_length
     from unireplknet.modalities.series.ucr import find_ucr_splits, read_series_file
 
     src = sktime_data_dir(args.set)
@@ -161,14 +162,14 @@ def main() -> None:
         nn_raw = one_nn_accuracy(full_train, test, length, znorm=False)
         t0 = time.time()
         if args.api:
-            acc, how = train_api(data, args), "library API (plain loop)"
+            (acc, kind), how = train_api(data, args), "library API (plain loop)"
         else:
             acc, how = train_command(data, args, Path(tmp) / "run"), "unireplknet train --modality series"
+            kind = args.series_image or "auto"
         wall = time.time() - t0
     print(f"{args.set}: {len(full_train[0])} train / {len(test[0])} test series, length {length}, "
           f"{full_train[0][0].shape[0]} channel(s)")
     print(f"  1-NN Euclidean (z-normalised): {nn:.3f}   (raw values: {nn_raw:.3f})")
-    kind = args.series_image or CONFIG_DEFAULTS["series_image"]
     print(f"  UniRepLKNet ({kind} image, {args.epochs} epochs, {how}): "
           f"{acc:.3f}  [{wall:.0f} s]")
 

@@ -182,7 +182,8 @@ def test_flags_defaults_and_recipes(tmp_path):
     (tmp_path / "noise" / "sub").mkdir(parents=True)
     with pytest.raises(ValueError, match="no audio files"):
         wave_augment_from_args(parser.parse_args(["--noise-dir", str(tmp_path / "noise")]))
-    sf.write(str(tmp_path / "noise" / "sub" / "hum.wav"), (0.1 * np.random.default_rng(0).standard_normal(4000)).astype(np.float32), SR)
+    hum = (0.1 * np.random.default_rng(0).standard_normal(4000)).astype(np.float32)
+    sf.write(str(tmp_path / "noise" / "sub" / "hum.wav"), hum, SR)
     files = wave_augment_from_args(parser.parse_args(["--noise-dir", str(tmp_path / "noise")])).noise_files
     assert [p.name for p in files] == ["hum.wav"]
 
@@ -223,11 +224,12 @@ def test_auto_frames_keep_clips_whole_except_outliers():
 
 def test_kws_small_recipe_resolves_through_the_train_command(tmp_path):
     from unireplknet.cli import build_parser
-    from unireplknet.cli.train import resolve_config
+    from unireplknet.modalities import get_modality
+    from unireplknet.runner.train import _resolve
 
     args = build_parser().parse_args(["train", "--modality", "audio", "--data", str(tmp_path), "--recipe", "kws_small",
                                       "--noise-prob", "0.5"])
-    cfg = resolve_config(args, audio_data)
+    cfg = _resolve(args, get_modality("audio")).config
     assert (cfg["model"], cfg["num_mel_bins"], cfg["target_frames"], cfg["per_utterance_norm"]) == (
         "custom", 64, 100, True)
     assert cfg["noise_prob"] == 0.5 and cfg["speed_perturb"] == 0.1  # flags override the recipe

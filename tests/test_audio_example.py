@@ -1,4 +1,4 @@
-"""The spoken-word example, reduced (2 words, 24 voices, 8 epochs): espeak-ng -> `unireplknet train` -> unseen voices."""
+"""The spoken-word example, reduced (2 words, 24 voices, 8 epochs): espeak-ng -> `unireplknet train` -> new voices."""
 from __future__ import annotations
 
 import importlib.util
@@ -29,7 +29,7 @@ def test_espeak_ng_is_installed():
     assert shutil.which("espeak-ng"), "espeak-ng is needed by the audio example (apt install espeak-ng)"
 
 
-@pytest.mark.slow  # ~1-2 min on a shared 2-core CPU: espeak-ng synthesis, training, baselines
+@pytest.mark.slow  # 34 s on a lightly loaded 2-core CPU, over 60 s under load: espeak-ng, training, baselines
 def test_spoken_words_example_end_to_end(tmp_path, capsys):
     example = load_example()
     threads = torch.get_num_threads()

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from unireplknet import UniRepLKNet, UniRepLKNetFeatures
-from unireplknet.engine.optim import layer_id, param_groups
+from unireplknet.engine.optim import param_groups
+from unireplknet.model import layer_decay_id as layer_id
 from unireplknet.model import reparameterize_blocks
 from unireplknet.tasks.dense_utils import (
     build_dense_optimizer, create_dense_backbone, freeze_stages,

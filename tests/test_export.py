@@ -20,7 +20,7 @@ def test_onnx_train_model_is_reparameterized_and_matches_onnxruntime(tmp_path, c
     assert "re-parameterized copy" in caplog.text
     assert not model.deployed
     assert result.max_rel_error is not None and result.max_rel_error <= 1e-4
-    assert result.checked_sizes == [(2, 1, 64, 64), (3, 1, 96, 128)]
+    assert result.checked_sizes == [(2, 1, 64, 64), (3, 1, 96, 128), (1, 1, 129, 163)]
     # independent check at a third shape: dynamic batch and spatial size
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.randn(1, 1, 128, 64)

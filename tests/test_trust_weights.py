@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import unireplknet.weights as W
-from unireplknet import UniRepLKNet, create_model, load_weights, save_weights
+from unireplknet import UniRepLKNet, load_weights, save_weights
 from unireplknet.cli import main
 from unireplknet.errors import CheckpointError, NonFiniteError, WeightsUnavailableError
 from unireplknet.export import convert_checkpoint

@@ -41,6 +41,7 @@ def create_model(
     out_indices: Sequence[int] = (0, 1, 2, 3),
     feature_norm: bool = True,
     strict: bool = True,
+    allow_nonfinite: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a UniRepLKNet variant.
@@ -54,6 +55,7 @@ def create_model(
         features_only: return a :class:`UniRepLKNetFeatures` dense backbone (stage outputs at ``out_indices``).
         feature_norm: per-level LayerNorm on the feature outputs (the original dense backbones have them).
         strict: raise on missing/unexpected checkpoint keys.
+        allow_nonfinite: load weights holding NaN/inf (refused by default, naming the tensors).
         **kwargs: any other :class:`UniRepLKNet` argument (drop_path_rate, kernel_sizes, deploy, ...).
     """
     cfg = model_config(name)
@@ -78,5 +80,5 @@ def create_model(
         path = resolve_pretrained(weights)
         _logger.info("loading %s (%s) from %s", weights.tag, weights.description, path)
     if path is not None:
-        load_weights(model, path, strict=strict)
+        load_weights(model, path, strict=strict, allow_nonfinite=allow_nonfinite)
     return model

@@ -9,6 +9,7 @@ root ``forward``'s annotations into the generated code, and a postponed (string)
 becomes an unresolvable name there (``x: _torch_Tensor_``), so ``torch.jit.script`` of an FX
 graph module (timm's FX + TorchScript contract) fails. Annotations here must be valid at runtime.
 """
+import re
 from contextlib import nullcontext
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -21,7 +22,7 @@ from .layers import GRN, DilatedReparamBlock, DropPath, LayerNorm2d, SEBlock, fu
 
 __all__ = [
     "UniRepLKNet", "UniRepLKNetBlock", "UniRepLKNetFeatures", "FeatureInfo", "VARIANTS", "default_kernel_sizes",
-    "reparameterize_blocks", "set_block_checkpointing", "check_input",
+    "reparameterize_blocks", "set_block_checkpointing", "check_input", "layer_decay_id",
 ]
 
 
@@ -39,6 +40,27 @@ VARIANTS: Dict[str, Dict[str, Tuple[int, ...]]] = {
 }
 
 KernelSizes = Sequence[Sequence[int]]
+
+_LAYER = re.compile(r"(?:^|\.)(downsample_layers|stages)\.(\d+)\.(?:(\d+)\.)?")
+
+
+def layer_decay_id(name: str, num_layers: int = 12) -> int:
+    """Layer-wise lr-decay group of a parameter name (the original's mapping, classification and dense).
+
+    ``downsample_layers.{0,1,2,3}`` -> 0, 2, 3, ``num_layers``; ``stages.0`` -> 1, ``stages.1`` -> 2,
+    ``stages.2.{b}`` -> ``3 + b // 3``; ``stages.3`` -> ``num_layers``; everything else (``norm``,
+    ``norm0..3``, ``head``, necks and decode heads) -> ``num_layers + 1``. Any prefix (``module.`` of DDP,
+    ``backbone.`` of a detector, ``encoder.model.`` of smp) is ignored.
+    """
+    m = _LAYER.search(name)
+    if m is None:
+        return num_layers + 1
+    idx = int(m.group(2))
+    if m.group(1) == "downsample_layers":
+        return {0: 0, 1: 2, 2: 3}.get(idx, num_layers)
+    if idx == 2:
+        return min(3 + int(m.group(3) or 0) // 3, num_layers)
+    return {0: 1, 1: 2}.get(idx, num_layers)
 
 
 def default_kernel_sizes(depths: Sequence[int]) -> Tuple[Tuple[int, ...], ...]:
@@ -463,6 +485,11 @@ class UniRepLKNet(nn.Module):
             self.reset_classifier(0)
         return take
 
+    @torch.jit.ignore
+    def layer_decay_id(self, name: str, num_layers: int = 12) -> int:
+        """Layer-wise lr-decay group of parameter ``name`` (see :func:`layer_decay_id`); the engine asks the model."""
+        return layer_decay_id(name, num_layers)
+
     # ---------------------------------------------------------------- timm API
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
@@ -574,6 +601,11 @@ class UniRepLKNetFeatures(nn.Module):
         """Recompute every block in the backward pass."""
         self.grad_checkpointing = enable
         set_block_checkpointing(self, enable)
+
+    @torch.jit.ignore
+    def layer_decay_id(self, name: str, num_layers: int = 12) -> int:
+        """Layer-wise lr-decay group of parameter ``name`` (see :func:`layer_decay_id`)."""
+        return layer_decay_id(name, num_layers)
 
     def reparameterize(self) -> "UniRepLKNetFeatures":
         """Switch every block to the inference structure in place (idempotent)."""

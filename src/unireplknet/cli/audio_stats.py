@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=0.1, help="as for training, when the data has no val split")
     p.add_argument("--max-files", type=int, default=None, help="use only the first N files (seeded shuffle)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and of the --max-files choice")
-    p.add_argument("--output", default=None, help="also write `audio_mean: ...` / `audio_std: ...` to this YAML file")
+    p.add_argument("-o", "--output", default=None, help="also write `audio_mean: ...` / `audio_std: ...` to this YAML file")
     p.set_defaults(func=run)
 
 

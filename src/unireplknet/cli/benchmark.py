@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--latency-iters", type=int, default=10, help="batch-1 timings for p50/p90 (0 skips)")
     p.add_argument("--no-gemm-peak", action="store_true", help="skip the GEMM peak measurement")
-    p.add_argument("--json", default=None, help="write the results here as JSON")
+    p.add_argument("-o", "--output", "--json", dest="json", default=None, help="write the results here as JSON")
     p.set_defaults(func=run)
 
 

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for random crops and model init (0)")
     p.add_argument("--device", default="cpu", help="torch device (cpu)")
     p.add_argument("--save-maps", metavar="FILE.npz", help="also save the raw (unprocessed) maps, one array per model")
-    p.add_argument("--out", default="erf.png", help="output picture (erf.png)")
+    p.add_argument("-o", "--output", "--out", dest="out", default="erf.png", help="output picture (erf.png)")
     p.set_defaults(func=run)
 
 

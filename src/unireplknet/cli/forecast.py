@@ -79,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     o = p.add_argument_group("evaluation and output")
     o.add_argument("--period", type=int, default=None, help="seasonal period (detected on the train split)")
     o.add_argument("--plot-windows", type=int, default=4, help="test windows drawn in forecast.png (4)")
-    o.add_argument("--output", default="runs/forecast", help="run directory (runs/forecast)")
+    o.add_argument("-o", "--output", default="runs/forecast", help="run directory (runs/forecast)")
     p.set_defaults(func=run)
 
 

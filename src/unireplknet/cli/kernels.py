@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="instead of a checkpoint: a variant name or NAME:kN (every block's kernel set to N)")
     p.add_argument("--pretrained", metavar="TAG|PATH", help="weights for --model (default: random init)")
     p.add_argument("--seed", type=int, default=0, help="seed for a randomly initialised --model (0)")
-    p.add_argument("--out", default="kernels.png", help="output picture (kernels.png)")
+    p.add_argument("-o", "--output", "--out", dest="out", default="kernels.png", help="output picture (kernels.png)")
     p.set_defaults(func=run)
 
 

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "three depth views the point modality feeds the backbone, and save them side by side.",
     )
     p.add_argument("file", help="point-cloud or mesh file")
-    p.add_argument("--out", required=True, help="output image (.png)")
+    p.add_argument("-o", "--output", "--out", dest="out", required=True, help="output image (.png)")
     p.add_argument("--resolution", type=int, default=224, help="pixels per view side (224)")
     p.add_argument("--num-points", type=int, default=2048, help="points sampled from the cloud (2048)")
     p.add_argument("--sampling", choices=("fps", "random"), default="fps", help="point sampling (fps)")

@@ -24,10 +24,7 @@ _HELP = {
     "opt_eps": "optimizer epsilon", "opt_betas": "optimizer betas", "clip_grad": "max gradient norm",
     "amp": "mixed precision (bf16 on CPU)", "amp_dtype": "bfloat16, or float16 (CUDA only)",
     "ema": "keep an EMA of the weights", "ema_decay": "EMA decay per step", "ema_eval": "also evaluate the EMA weights",
-    "drop_path": "stochastic depth rate", "mixup": "mixup alpha", "cutmix": "cutmix alpha",
-    "mixup_prob": "probability of mixup/cutmix per batch", "mixup_switch_prob": "probability of cutmix instead of mixup",
-    "mixup_mode": "batch, pair or elem", "smoothing": "label smoothing",
-    "grad_checkpointing": "gradient checkpointing (less memory)", "sync_bn": "SyncBatchNorm under DDP (CUDA)",
+    "drop_path": "stochastic depth rate", "grad_checkpointing": "gradient checkpointing (less memory)", "sync_bn": "SyncBatchNorm under DDP (CUDA)",
     "channels_last": "channels-last memory format", "seed": "random seed (splits, init, augmentation)",
     "num_workers": "DataLoader worker processes", "num_threads": "torch CPU threads (default: torch's choice)",
     "device": "auto, cpu, cuda, cuda:N", "metric": "validation metric that selects the model (acc1, loss, mAP, ...)",
@@ -99,6 +96,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fit simple baselines on the same splits (default: on for up to 20k training samples)")
     g.add_argument("--allow-nonfinite", action="store_true", default=None, help="load weights holding NaN/inf")
     _add_engine_flags(p)
+    from ..tasks.defaults import CLASSIFICATION_DEFAULTS, CLASSIFICATION_HELP  # stdlib only
+
+    c = p.add_argument_group("classification loss and batch mixing")
+    for key, default in CLASSIFICATION_DEFAULTS.items():
+        c.add_argument("--" + key.replace("_", "-"), dest=key, type=type(default), default=None,
+                       help=CLASSIFICATION_HELP[key])
     p.set_defaults(func=run)
 
 

@@ -13,7 +13,7 @@ _LAZY = {
     "reparameterize_verified": "unireplknet.reparam",
     "ResumableSampler": "loader", "SeededDataset": "loader", "ShardSampler": "loader", "make_loader": "loader",
     "MetricsLog": "metrics_log", "plot_curves": "metrics_log",
-    "build_optimizer": "optim", "build_scheduler": "optim", "layer_id": "optim", "param_groups": "optim",
+    "build_optimizer": "optim", "build_scheduler": "optim", "model_layer_id_fn": "optim", "param_groups": "optim",
     "uses_weight_decay": "optim",
     "EvalContext": "trainer", "Trainer": "trainer",
 }
@@ -43,7 +43,7 @@ __all__ = [
     "build_scheduler",
     "check_keys",
     "distributed",
-    "layer_id",
+    "model_layer_id_fn",
     "load_checkpoint",
     "load_config_file",
     "make_loader",

@@ -33,12 +33,6 @@ class EngineConfig:
     ema_decay: float = 0.9999
     ema_eval: bool = True
     drop_path: float = 0.0
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    mixup_prob: float = 1.0
-    mixup_switch_prob: float = 0.5
-    mixup_mode: str = "batch"
-    smoothing: float = 0.1
     grad_checkpointing: bool = False
     sync_bn: bool = False
     channels_last: bool = False

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import logging
-import re
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -11,32 +10,26 @@ from torch import nn
 from .._extras import require
 from .config import EngineConfig
 
-__all__ = ["NUM_LAYER_GROUPS", "layer_id", "uses_weight_decay", "param_groups", "build_optimizer", "build_scheduler"]
+__all__ = ["NUM_LAYER_GROUPS", "model_layer_id_fn", "uses_weight_decay", "param_groups", "build_optimizer", "build_scheduler"]
 
 logger = logging.getLogger(__name__)
 
 #: Layer-decay groups 0..13 as in the original recipe: 12 "layers" plus stem (0) and head (13).
 NUM_LAYER_GROUPS = 14
-_LAYER = re.compile(r"(?:^|\.)(downsample_layers|stages)\.(\d+)\.(?:(\d+)\.)?")
+LayerIdFn = Callable[[str, int], int]
 
 
-def layer_id(name: str, num_layers: int = NUM_LAYER_GROUPS - 2) -> int:
-    """Layer-decay group of a UniRepLKNet parameter name (the original's mapping, classification and dense).
+def model_layer_id_fn(model: nn.Module) -> Optional[LayerIdFn]:
+    """The model's own ``layer_decay_id(name, num_layers)`` (its first sub-module that has one), or None.
 
-    ``downsample_layers.{0,1,2,3}`` -> 0, 2, 3, ``num_layers``; ``stages.0`` -> 1, ``stages.1`` -> 2,
-    ``stages.2.{b}`` -> ``3 + b // 3``; ``stages.3`` -> ``num_layers``; everything else (``norm``,
-    ``norm0..3``, ``head``, necks and decode heads) -> ``num_layers + 1``. Any prefix (``module.`` of DDP,
-    ``backbone.`` of a detector, ``encoder.model.`` of smp) is ignored.
+    The engine knows no architecture: a model that supports layer-wise lr decay says which group each
+    parameter belongs to (UniRepLKNet does; dense models find it on their backbone).
     """
-    m = _LAYER.search(name)
-    if m is None:
-        return num_layers + 1
-    idx = int(m.group(2))
-    if m.group(1) == "downsample_layers":
-        return {0: 0, 1: 2, 2: 3}.get(idx, num_layers)
-    if idx == 2:
-        return min(3 + int(m.group(3) or 0) // 3, num_layers)
-    return {0: 1, 1: 2}.get(idx, num_layers)
+    for module in model.modules():
+        fn = getattr(module, "layer_decay_id", None)
+        if callable(fn):
+            return fn
+    return None
 
 
 def uses_weight_decay(name: str, param: torch.Tensor) -> bool:
@@ -51,21 +44,27 @@ def uses_weight_decay(name: str, param: torch.Tensor) -> bool:
 
 
 def param_groups(
-    model: nn.Module, weight_decay: float, layer_decay: Optional[float] = None, num_layers: int = NUM_LAYER_GROUPS - 2
+    model: nn.Module, weight_decay: float, layer_decay: Optional[float] = None, num_layers: int = NUM_LAYER_GROUPS - 2,
+    layer_id_fn: Optional[LayerIdFn] = None,
 ) -> list[dict[str, Any]]:
     """Parameter groups with ``weight_decay`` and ``lr_scale`` (honoured by timm schedulers); frozen ones skipped.
 
-    With ``layer_decay`` the scale is ``layer_decay ** (num_layers + 1 - layer_id(name, num_layers))``.
+    With ``layer_decay`` the scale is ``layer_decay ** (num_layers + 1 - layer_id_fn(name, num_layers))``;
+    ``layer_id_fn`` defaults to the model's own (:func:`model_layer_id_fn`).
     """
     if layer_decay is not None and not 0 < layer_decay <= 1:
         raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
     if num_layers < 4:
         raise ValueError(f"num_layers must be >= 4, got {num_layers}")
+    layer_id = layer_id_fn or model_layer_id_fn(model)
+    if layer_decay is not None and layer_id is None:
+        logger.warning("%s has no layer_decay_id(name, num_layers): layer decay is not applied", type(model).__name__)
+        layer_decay = None
     groups: dict[tuple[int, bool], dict[str, Any]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        lid = layer_id(name, num_layers) if layer_decay is not None else num_layers + 1
+        lid = layer_id(name, num_layers) if layer_decay is not None and layer_id is not None else num_layers + 1
         decay = uses_weight_decay(name, p)
         key = (lid, decay)
         if key not in groups:

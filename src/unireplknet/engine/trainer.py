@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from .._extras import require
 from ..errors import ConfigError
+from .nonfinite import check_finite_weights
 from . import checkpoint as ckpt_lib
 from .config import EngineConfig
 from ..reparam import reparameterize_verified
@@ -141,7 +142,7 @@ class Trainer:
         # Precision: bf16 on CPU, bf16 or fp16 (+GradScaler) on CUDA.
         self.amp_dtype: Optional[torch.dtype] = None
         if self.cfg.amp:
-            self.amp_dtype = torch.bfloat16 if self.device.type == "cpu" else getattr(torch, self.cfg.amp_dtype)
+            self.amp_dtype = self.cfg.autocast_dtype(self.device.type)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ctx = EvalContext(self.device, self.amp_dtype, self.info, self.cfg.channels_last)
 
@@ -406,6 +407,7 @@ class Trainer:
             self.batch_in_epoch = 0
             if self.metrics is not None:
                 self.metrics.log(row)
+            check_finite_weights(self.model, f"after epoch {self.epoch} the model", "last.pt not updated")
             state = self.state_dict()
             self.save("last.pt", state)
             if best_state is not None:

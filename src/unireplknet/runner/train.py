@@ -29,8 +29,9 @@ TASK_DEFAULTS: dict[str, Any] = {"metric": "acc1"}
 def known_keys(modality: Any) -> set[str]:
     """Every config key a classification run accepts with ``modality``."""
     from ..engine.config import DEFAULTS
+    from ..tasks.defaults import CLASSIFICATION_DEFAULTS
 
-    return set(DEFAULTS) | set(RUNNER_DEFAULTS) | modality.arg_keys()
+    return set(DEFAULTS) | set(RUNNER_DEFAULTS) | set(CLASSIFICATION_DEFAULTS) | modality.arg_keys()
 
 
 def default_output(cfg: dict[str, Any]) -> str:
@@ -62,7 +63,9 @@ def _resolve(args: argparse.Namespace, modality: Any) -> Layers:
         recipe = (args.recipe, recipes[args.recipe])
     use_auto = (data is not None and resumed is None and recipe is None
                 and flags.get("auto", (yaml_config[1].get("auto", True) if yaml_config else True)) is not False)
-    base = {**DEFAULTS, **RUNNER_DEFAULTS}
+    from ..tasks.defaults import CLASSIFICATION_DEFAULTS
+
+    base = {**DEFAULTS, **CLASSIFICATION_DEFAULTS, **RUNNER_DEFAULTS}
     return resolve_layers(
         base=base, known=known, modality_defaults=modality.config_defaults,
         demo_defaults=None if data is not None or resumed is not None else modality.demo_defaults,
@@ -168,7 +171,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
             ecfg = EngineConfig.from_dict(cfg)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"bad config: {e}") from e
-        parts = classification_parts(task, ecfg)
+        parts = classification_parts(task, cfg)
         torch.manual_seed(ecfg.seed)
         model = build_model(cfg, task.num_classes, task.in_chans)
         train_loader = make_loader(task.train, ecfg, train=True, collate_fn=task.collate_fn, info=info)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .._extras import require
-from ..engine.config import EngineConfig
+from .defaults import CLASSIFICATION_DEFAULTS
 from ..engine.trainer import EvalContext
 from ..modalities.base import TaskData
 
@@ -32,26 +32,36 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def build_mixup(config: EngineConfig, num_classes: int) -> Optional[Callable]:
-    """timm ``Mixup`` (with label smoothing folded into its soft targets) or None when disabled."""
-    if config.mixup <= 0 and config.cutmix <= 0:
+def _task_keys(config: Any) -> dict[str, Any]:
+    """The classification keys of ``config`` (a mapping or an object with attributes), defaults filled in."""
+    get = config.get if isinstance(config, Mapping) else (lambda k, d=None: getattr(config, k, d))
+    return {k: (get(k, None) if get(k, None) is not None else v) for k, v in CLASSIFICATION_DEFAULTS.items()}
+
+
+def build_mixup(config: Any, num_classes: int) -> Optional[Callable]:
+    """timm ``Mixup`` (with label smoothing folded into its soft targets) or None when disabled.
+
+    ``config``: a mapping (or namespace) with the keys of :data:`~unireplknet.tasks.defaults.CLASSIFICATION_DEFAULTS`.
+    """
+    c = _task_keys(config)
+    if float(c["mixup"]) <= 0 and float(c["cutmix"]) <= 0:
         return None
     timm_data = require("timm.data", "train", "mixup/cutmix")
     return timm_data.Mixup(
-        mixup_alpha=config.mixup,
-        cutmix_alpha=config.cutmix,
-        prob=config.mixup_prob,
-        switch_prob=config.mixup_switch_prob,
-        mode=config.mixup_mode,
-        label_smoothing=config.smoothing,
+        mixup_alpha=float(c["mixup"]),
+        cutmix_alpha=float(c["cutmix"]),
+        prob=float(c["mixup_prob"]),
+        switch_prob=float(c["mixup_switch_prob"]),
+        mode=str(c["mixup_mode"]),
+        label_smoothing=float(c["smoothing"]),
         num_classes=num_classes,
     )
 
 
-def build_loss(config: EngineConfig, multi_label: bool = False) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def build_loss(config: Any, multi_label: bool = False) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Training loss: BCE-with-logits (multi-label), soft-target CE (mixup or float targets),
-    otherwise CE with ``config.smoothing`` label smoothing."""
-    smoothing = float(config.smoothing)
+    otherwise CE with ``smoothing`` label smoothing."""
+    smoothing = float(_task_keys(config)["smoothing"])
 
     def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         output = output.float()
@@ -132,7 +142,7 @@ def evaluate(model: nn.Module, loader: Any, ctx: EvalContext, multi_label: bool 
     return {"loss": loss, "acc1": acc1, "acc5": acc5, "n": n}
 
 
-def classification_parts(task: TaskData, config: EngineConfig) -> dict[str, Any]:
+def classification_parts(task: TaskData, config: Any) -> dict[str, Any]:
     """Loss, evaluate function, batch transform and metric settings for ``Trainer`` on a :class:`TaskData`."""
     mixup = build_mixup(config, task.num_classes) if not task.multi_label else None
     transform = task.train_batch_transform
@@ -212,12 +222,12 @@ def build_model(config: dict[str, Any], num_classes: int, in_chans: int) -> nn.M
             extra["kernel_sizes"] = tuple(tuple(k) for k in extra["kernel_sizes"])
         model = unireplknet.UniRepLKNet(in_chans=in_chans, num_classes=num_classes, **extra)
         if pretrained:
-            unireplknet.load_weights(model, pretrained)
+            unireplknet.load_weights(model, pretrained, allow_nonfinite=bool(config.get("allow_nonfinite")))
         return model
     if name.split(".")[0] not in unireplknet.list_models():
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(unireplknet.list_models())} or 'custom'")
     return unireplknet.create_model(name, pretrained=pretrained or None, num_classes=num_classes,
-                                    in_chans=in_chans, **extra)
+                                    in_chans=in_chans, allow_nonfinite=bool(config.get("allow_nonfinite")), **extra)
 
 
 def load_trained(path: str | Path, weights: str = "auto") -> tuple[nn.Module, dict[str, Any]]:

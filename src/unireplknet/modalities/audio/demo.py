@@ -1,7 +1,8 @@
 """The built-in audio demo: spoken words synthesised with espeak-ng, split by voice.
 
 Every word is spoken by many voices (an English accent + an espeak voice
-variant: 36 training voices, 3 validation and 4 test voices) at random speeds and pitches and resampled to 16 kHz. The voices of
+variant: 36 training voices, 3 validation and 4 test voices) at random
+speeds and pitches and resampled to 16 kHz. The voices of
 the validation and test splits use variants that never occur in training, so
 the accuracy measures generalisation to unseen voices. Needs the ``espeak-ng``
 program (Debian/Ubuntu: ``apt install espeak-ng``).
