@@ -11,7 +11,6 @@ import torch
 
 from unireplknet.cli import build_parser
 from unireplknet.cli import main as cli_main
-from unireplknet.cli.train import resolve_config
 from unireplknet.modalities.audio import datasets as audio_data
 from unireplknet.modalities.audio.datasets import AudioClassificationDataset, build_task_data, load_for_predict, log_mel_stats
 from unireplknet.modalities.audio.io import load_audio, read_audio
@@ -231,7 +230,10 @@ def test_plugin_contract(tmp_path):
 def test_recipe_resolves_through_the_train_command(tmp_path):
     args = build_parser().parse_args(["train", "--modality", "audio", "--data", str(tmp_path), "--recipe",
                                       "speech_commands", "--freq-mask", "10", "--no-audio-noise"])
-    cfg = resolve_config(args, audio_data)
+    from unireplknet.modalities import get_modality
+    from unireplknet.runner.train import _resolve
+
+    cfg = _resolve(args, get_modality("audio")).config
     assert (cfg["model"], cfg["opt"], cfg["lr"], cfg["opt_betas"], cfg["drop_path"]) == (
         "unireplknet_s", "adam", 2.5e-4, [0.95, 0.999], 0.4)
     assert (cfg["freq_mask"], cfg["time_mask"], cfg["audio_noise"], cfg["wave_mixup"]) == (10, 48, False, 0.6)
@@ -252,7 +254,7 @@ def test_predict_sliding_windows(tmp_path):
 def test_builtin_demo_synthesises_spoken_words_once(tmp_path, monkeypatch):
     args = plugin_args(data=None, output=str(tmp_path / "run"), demo_words=2, demo_repeats=1)
     task = build_task_data(args)
-    assert list(task.class_names) == ["no", "yes"] and task.meta["layout"] == "class_folders"
+    assert list(task.class_names) == ["no", "yes"] and task.meta["layout"] == "split_folders"
     from unireplknet.modalities.audio.demo import TEST_VOICES, TRAIN_VOICES, VAL_VOICES
 
     assert (len(task.train), len(task.val), len(task.test)) == (

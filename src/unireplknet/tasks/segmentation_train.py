@@ -99,7 +99,25 @@ def resolve_segmentation_config(args: argparse.Namespace) -> Dict[str, Any]:
             raise ValueError(f"--model-args is not valid JSON: {e}") from e
     if cfg.get("layer_decay") is not None and float(cfg["layer_decay"]) >= 1.0:
         cfg["layer_decay"] = None
+    if getattr(args, "data", None) is not None and not _cuda(str(cfg.get("device", "auto"))):
+        # ADE20K's defaults (T, 512 px crops, batch 8) need ~16 GB and hours per epoch on a CPU
+        for key, value, why in (("model", "unireplknet_a", "a CPU run"), ("crop_size", 256, "a CPU run"),
+                                ("batch_size", 4, "a CPU run"), ("seg_channels", 128, "a CPU run"),
+                                ("aux_channels", 64, "a CPU run")):
+            if getattr(args, key, None) is None:
+                cfg[key] = value
+                _logger.info("auto: %s = %s (%s; set it to override)", key, value, why)
     return cfg
+
+
+def _cuda(device: str) -> bool:
+    if device.startswith("cuda"):
+        return True
+    if device != "auto":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _datasets(cfg: Dict[str, Any]) -> tuple:

@@ -233,16 +233,16 @@ def _numeric(s: str) -> bool:
 
 
 def read_predict_series(path: str) -> list[np.ndarray]:
-    """The series of a file to predict: ``.ts``/``.tsv``/``.arff`` as in training (labels ignored); a
-    ``.csv``/``.txt`` holds one series per line, values only, or with a first column that is a label
-    (non-numeric values, or a header whose first column is ``label``/``class``/``target``)."""
+    """The series of a file to predict: ``.ts``/``.tsv``/``.txt``/``.arff`` as in training (labels
+    ignored); a ``.csv`` holds one series per line, values only, or with a first column that is a
+    label (non-numeric values, or a header whose first column is ``label``/``class``/``target``)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"series file not found: {p}")
     ext = p.suffix.lower()
-    if ext in (".ts", ".tsv", ".arff"):
+    if ext in (".ts", ".tsv", ".txt", ".arff"):
         return read_series_file(p)[0]
-    if ext not in (".csv", ".txt"):
+    if ext != ".csv":
         raise DataError(f"{p}: unknown series file type {ext!r} (use {', '.join(SERIES_EXTENSIONS)})")
     import csv
     try:
