@@ -22,8 +22,8 @@ import argparse
 import glob
 import math
 import os
-import re
 import shutil
+import json
 import subprocess
 import sys
 import tempfile
@@ -126,11 +126,11 @@ def train_command(data: Path, args: argparse.Namespace, run_dir: Path) -> float:
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise RuntimeError(f"train failed (exit {proc.returncode}):\n{out[-3000:]}")
-    hits = re.findall(r"test\S*\s.*?acc\w*[=:\s]+([0-9.]+)(%?)", out, flags=re.IGNORECASE)
-    if not hits:
-        raise RuntimeError(f"no test accuracy in the command's output:\n{out[-3000:]}")
-    value, pct = hits[-1]
-    return float(value) / (100.0 if pct or float(value) > 1.0 else 1.0)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    base = (summary.get("baselines") or {}).get("results", {}).get("test", {})
+    if base:
+        print("  baselines on the same test split: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(base.items())))
+    return float(summary["test"]["test"]["acc1"])
 
 
 def main() -> None:

@@ -124,3 +124,32 @@ def test_auto_trains_to_well_above_chance(data, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["test"]["test"]["acc1"] >= 0.9
     assert summary["baselines"]["results"]["test"]["logreg[pixels]"] >= 0.9  # the baseline sees the same split
+
+
+def test_eval_any_split_by_name_and_predict_with_the_same_run_flag(tmp_path, capsys):
+    data = make_layout("image", tmp_path / "data", "train_test_ab", n=4)
+    out = tmp_path / "run"
+    assert main(_base(data, out, "--epochs", "1")) == 0
+    capsys.readouterr()
+    assert main(["eval", "-r", str(out), "--split", "test_b"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("test_b: n=4")
+    assert json.loads((out / "eval" / "eval-test_b.json").read_text())["split"] == "test_b"
+    assert main(["eval", "-r", str(out), "--split", "nope"]) == 2
+    assert "has no split 'nope'" in capsys.readouterr().err
+    img = next((data / "test_a" / "a").glob("*.png"))
+    assert main(["predict", str(img), "-r", str(out), "-k", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["top"][0]["label"] in ("a", "b")
+
+
+def test_missing_data_is_one_clear_line(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nope"), "-o", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not found" in err[0] and "val/" not in err[0]
+
+
+def test_version_flag(capsys):
+    import unireplknet
+
+    assert main(["--version"]) == 0
+    assert unireplknet.__version__ in capsys.readouterr().out

@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "audio": "unireplknet.modalities.audio.plugin",
     "video": "unireplknet.modalities.video.plugin",
     "point": "unireplknet.modalities.point.plugin",
+    "series": "unireplknet.modalities.series.plugin_classify",
 }
 
 

@@ -187,6 +187,9 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
             logger.info("auto: epochs = %d (%s)", epochs, why)
             torch.manual_seed(ecfg.seed)
             model = build_model(cfg, task.num_classes, task.in_chans)
+        for key, value in task.meta.items():  # values derived from the training data (e.g. a series length)
+            if key in cfg and cfg[key] is None and value is not None:
+                cfg[key] = value
         record = {"config": cfg, "num_classes": task.num_classes, "in_chans": task.in_chans,
                   "class_names": list(task.class_names), "input_size": list(task.input_size),
                   "eval_views": task.eval_views, "multi_label": task.multi_label, "meta": task.meta,

@@ -73,8 +73,6 @@ RECIPES: dict[str, dict[str, Any]] = {
 DEMO_CLASSES = ("sine", "square", "sawtooth", "chirp")
 DEMO_LENGTH = 128
 MIN_LENGTH, MAX_LENGTH = 32, 512
-#: from this series length on, ``auto`` maps univariate series to a recurrence plot instead of folding them.
-LONG_UNIVARIATE = 256
 
 
 # ----------------------------------------------------------------------------- config access
@@ -299,8 +297,7 @@ def auto_config(*args: Any, **kwargs: Any) -> dict[str, tuple[Any, str]]:
 
     Called as ``auto_config(config)`` or ``auto_config(task, config[, device])``. Reads only the
     TRAIN file (never TEST). Chooses ``series_length`` (the median training length clipped to
-    ``[32, 512]``), ``series_image`` (``recurrence`` for univariate series of 256 points or more,
-    else ``reshape``), ``series_norm`` (per-channel statistics of the training part, unless
+    ``[32, 512]``), ``series_norm`` (per-channel statistics of the training part, unless
     ``znorm``), ``series_image_size`` (32 for short series, else 64) and a batch size that gives
     several steps per epoch on small sets. Returns ``{}`` without data.
     """
@@ -324,14 +321,6 @@ def auto_config(*args: Any, **kwargs: Any) -> dict[str, tuple[Any, str]]:
         length = choose_length(lengths)
         out["series_length"] = (length, f"median training length {int(np.median(lengths))} "
                                         f"(min {min(lengths)}, max {max(lengths)}) clipped to [{MIN_LENGTH}, {MAX_LENGTH}]")
-    channels = int(X[0].shape[0])
-    if get("series_image") is None:
-        if channels == 1 and int(length) >= LONG_UNIVARIATE:
-            out["series_image"] = ("recurrence", f"univariate series of length {length} >= {LONG_UNIVARIATE}: the "
-                                   "recurrence plot beat the folded series on long univariate sets (docs)")
-        else:
-            out["series_image"] = ("reshape", f"{channels} channel(s), length {length}: the folded series keeps "
-                                   "every value and the level of each channel")
     znorm = get("znorm")
     if get("series_norm") is None and not (CONFIG_DEFAULTS["znorm"] if znorm is None else znorm):
         train_only = X
