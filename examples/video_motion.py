@@ -156,12 +156,12 @@ def run_layout(data: Path, out: Path, layout: str, **kw: Any) -> dict[str, Any]:
 
 
 def run(
-    train_per_class: int = 64,
+    train_per_class: int = 192,
     val_per_class: int = 16,
     test_per_class: int = 32,
     frames: int = 8,
     size: int = 32,
-    epochs: int = 30,
+    epochs: int = 12,
     seed: int = 0,
     workers: int = 1,
     threads: int = 1,
@@ -206,12 +206,12 @@ QUICK = dict(train_per_class=4, val_per_class=2, test_per_class=2, frames=8, siz
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-per-class", type=int, default=64)
+    parser.add_argument("--train-per-class", type=int, default=192)
     parser.add_argument("--val-per-class", type=int, default=16)
     parser.add_argument("--test-per-class", type=int, default=32)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=32, help="frame side in pixels")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--layouts", default="diff,grid", help="comma-separated --video-layout values, one run each")
     parser.add_argument("--held-out", default=None, help="photo kept for the test split (default grace_hopper)")
     parser.add_argument("--seed", type=int, default=0)

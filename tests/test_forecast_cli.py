@@ -45,14 +45,16 @@ def test_forecast_command_trains_evaluates_and_saves(tmp_path, capsys):
                "--pred-len", "8", "--epochs", "1", "--plot-windows", "2", "--output", str(out)] + TINY)
     assert rc == 0
     printed = capsys.readouterr().out
-    for name in ("UniRepLKNet", "Linear (DLinear-like)", "Naive (last value)", "Seasonal naive (period 24)"):
+    for name in ("UniRepLKNet", "Linear (DLinear-like)", "Naive (last value)", "Seasonal naive (period 24, daily)"):
         assert name in printed
+    assert "training plan: 1 epoch(s) at most" in printed and "no time budget" in printed
     report = json.loads((out / "metrics.json").read_text())
     test = report["test"]
     n_rows_test = int(240 * 0.2)  # 70/10/20: train 168 rows, test 48, val the rest
     assert report["data"]["borders"][2] == [240 - n_rows_test - 24, 240]
     assert all(r["n"] == n_rows_test - 8 + 1 for r in test.values())  # every test window, drop_last=False
-    assert report["seasonal_period"] == 24
+    assert report["seasonal_period"] == 24 and report["seasonal_periods"] == [24]
+    assert report["training"]["epochs_run"] == 1 and report["training"]["wall_s"] > 0
 
     # the naive row, recomputed by hand from the CSV: train-only scaler, test windows, per-sample mean
     ot = frame["OT"].to_numpy()
@@ -62,7 +64,7 @@ def test_forecast_command_trains_evaluates_and_saves(tmp_path, capsys):
     errs = np.stack([z[s : s + 8] - z[s - 1] for s in range(start, 240 - 8 + 1)])
     assert test["Naive (last value)"]["mse"] == pytest.approx(float((errs ** 2).mean()), rel=1e-4)
     assert test["Naive (last value)"]["mae_orig"] == pytest.approx(float(np.abs(errs).mean() * std), rel=1e-4)
-    assert test["Seasonal naive (period 24)"]["mse"] < test["Naive (last value)"]["mse"]
+    assert test["Seasonal naive (period 24, daily)"]["mse"] < test["Naive (last value)"]["mse"]
     for r in test.values():
         assert np.isfinite(r["mse"]) and r["mse"] >= 0
 

@@ -192,3 +192,19 @@ def test_evaluate_forecaster_on_a_perfect_model():
     assert res["mse"] < 1e-10 and res["n"] == len(batches)
     res = evaluate_forecaster(NaiveForecast(8, [0]), batches)
     assert res["mse"] > 0.1
+
+
+@pytest.mark.parametrize("group_size, targets", [(None, [1]), (1, None)])
+def test_seasonal_anchor_starts_as_seasonal_naive(group_size, targets):
+    """With ``season``, the output is the seasonal-naive forecast plus the network's correction."""
+    model = _model(n_vars=3, seq_len=24, pred_len=12, group_size=group_size, targets=targets, season=8)
+    with torch.no_grad():
+        model.head[1].weight.zero_()
+        model.head[1].bias.zero_()
+        model.revin.weight.uniform_(0.5, 2.0)
+        model.revin.bias.normal_()
+    x = torch.randn(4, 24, 3) * 3 + 1
+    want = SeasonalNaiveForecast(12, 8, targets or [0, 1, 2], 24)(x)
+    torch.testing.assert_close(model.eval()(x), want, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="season must be between 1 and seq_len"):
+        _model(seq_len=24, season=25)

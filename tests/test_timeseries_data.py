@@ -104,7 +104,7 @@ def test_test_loader_keeps_last_partial_batch_and_metrics_are_per_sample(tmp_pat
 
     data = build_forecast_data(_csv(tmp_path, _frame(300)), features="M", seq_len=24, pred_len=8)
     cfg = EngineConfig.from_dict({"batch_size": 7, "num_workers": 0, "device": "cpu"})
-    loaders = forecast_loaders(data, cfg)
+    loaders = forecast_loaders(data, cfg, eval_batch_size=7)
     sizes = [y.shape[0] for _, y in loaders["test"]]
     assert sum(sizes) == len(data.test) and sizes[-1] == len(data.test) % 7  # 53 windows: last batch of 4
     meter = ForecastMeter()
@@ -242,3 +242,30 @@ def test_co2_example_data_builds_documented_windows(tmp_path):
     assert data.freq == "w" and data.n_time_features == 2
     assert (len(data.train), len(data.val), len(data.test)) == (1443, 179, 405)
     assert not torch.isnan(data.test.values).any()
+
+
+def test_batched_windows_equal_collated_single_windows(tmp_path):
+    """The vectorised batch slicing gives exactly what default_collate of single windows gives."""
+    from torch.utils.data import default_collate
+
+    from unireplknet.engine.config import EngineConfig
+    from unireplknet.tasks.forecasting import forecast_loaders
+
+    data = build_forecast_data(_csv(tmp_path, _frame(300)), target="v1", features="MS", seq_len=24, pred_len=8,
+                               label_len=12)
+    for ds in (data.train, data.test):
+        idx = [0, 7, 3, len(ds) - 1]
+        want, got = default_collate([ds[i] for i in idx]), ds.batch(idx)
+        assert sorted(got[0]) == sorted(want[0])
+        for k in want[0]:
+            assert torch.equal(got[0][k], want[0][k]), k
+        assert torch.equal(got[1], want[1])
+    with pytest.raises(IndexError):
+        data.test.batch([len(data.test)])
+    cfg = EngineConfig.from_dict({"batch_size": 5, "num_workers": 0, "device": "cpu", "seed": 1})
+    train = forecast_loaders(data, cfg)["train"]
+    order = list(train.sampler)
+    inputs, y = next(iter(train))
+    want = default_collate([data.train[i] for i in order[:5]])
+    assert torch.equal(inputs["x"], want[0]["x"]) and torch.equal(y, want[1])
+    assert len(train) == len(data.train) // 5  # drop_last for training

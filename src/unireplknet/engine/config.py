@@ -48,6 +48,7 @@ class EngineConfig:
     deploy: bool = True
     select: str = "best"  # best: the epoch with the best val metric (ties: lower val loss); last: the last epoch
     fast_train: bool = True  # the fast Dilated Reparam Block training path (same function and gradients)
+    patience: int = 0  # early stopping: stop after this many evaluations without a better val metric (0: off)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -65,6 +66,10 @@ class EngineConfig:
                 f"amp_dtype float16 needs a CUDA device (device {self.device!r} runs on the CPU, where autocast "
                 f"supports only bfloat16): use amp_dtype bfloat16, or turn amp off"
             )
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0 (0: no early stopping), got {self.patience}")
+        if self.patience and self.select == "last":
+            raise ValueError("patience (early stopping) needs select: best; select: last keeps every epoch")
         if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
             raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
 

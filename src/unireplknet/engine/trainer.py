@@ -173,6 +173,7 @@ class Trainer:
         self.batch_in_epoch = 0
         self.global_step = 0
         self.best: dict[str, Any] = {}
+        self.stopped_early: Optional[int] = None  # the epoch after which `patience` stopped the run
         self._loss_sum = 0.0
         self._loss_count = 0
         self.metrics = MetricsLog(self.run_dir, tensorboard=self.info.is_main) if self.info.is_main else None
@@ -416,9 +417,24 @@ class Trainer:
                 self.save("best.pt", state)
             logger.info("epoch %d/%d %s", row["epoch"], cfg.epochs,
                         " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)))
+            if cfg.patience and self.epoch < cfg.epochs and self.evals_since_best() >= cfg.patience:
+                self.stopped_early = self.epoch
+                logger.info("early stopping after epoch %d: val %s has not improved for %d evaluation(s) "
+                            "(best %.4g at epoch %s); best.pt holds that epoch", self.epoch, cfg.metric,
+                            self.evals_since_best(), self.best.get("value", float("nan")), self.best.get("epoch"))
+                break
         barrier()
         summary = self._finish(time.perf_counter() - t_start, img_s)
+        summary["stopped_early"] = self.stopped_early
         return summary
+
+    def evals_since_best(self) -> int:
+        """Evaluations run since the best one (the early-stopping counter; 0 before any evaluation)."""
+        if "epoch" not in self.best or self.val_loader is None:
+            return 0
+        every = self.cfg.eval_every
+        return sum(1 for e in range(int(self.best["epoch"]) + 1, self.epoch + 1)
+                   if e % every == 0 or e == self.cfg.epochs)
 
     # ------------------------------------------------------------------ end of run
     def selected_model_weights(self) -> dict[str, torch.Tensor]:

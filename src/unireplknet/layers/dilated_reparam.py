@@ -131,6 +131,7 @@ class DilatedReparamBlock(nn.Module):
         """True when the block runs as a single merged convolution."""
         return isinstance(self.origin_bn, nn.Identity) and len(self.branches) == 0
 
+    @torch.jit.unused
     def _fast_train_ok(self, x: torch.Tensor) -> bool:
         """Whether :func:`unireplknet.ops.fast_train.dilated_reparam_train` computes this forward."""
         if not (self.training and self.ndim == 2 and fast_path_applicable(x)) or self.lk_origin.bias is not None:
@@ -142,18 +143,24 @@ class DilatedReparamBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._fast_train_ok(x):
-            branches = list(self.branches.values())
-            return dilated_reparam_train(
-                x,
-                [self.lk_origin.weight, *(b.conv.weight for b in branches)],
-                [1, *(b.dilation for b in branches)],
-                [self.origin_bn, *(b.bn for b in branches)],
-            )
+        if not torch.jit.is_scripting():
+            if self._fast_train_ok(x):
+                return self._fast_forward(x)
         out = self.origin_bn(self.lk_origin(x))
         for branch in self.branches.values():
             out = out + branch(x)
         return out
+
+    @torch.jit.unused
+    def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """All branches and their BatchNorms as one autograd function (same outputs and gradients)."""
+        branches = list(self.branches.values())
+        return dilated_reparam_train(
+            x,
+            [self.lk_origin.weight, *(b.conv.weight for b in branches)],
+            [1, *(b.dilation for b in branches)],
+            [self.origin_bn, *(b.bn for b in branches)],
+        )
 
     @torch.no_grad()
     def merged_kernel(self) -> tuple[torch.Tensor, torch.Tensor]:

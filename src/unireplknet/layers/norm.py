@@ -39,8 +39,9 @@ class GRN(nn.Module):
         self.beta: Optional[nn.Parameter] = nn.Parameter(torch.zeros(1, 1, 1, dim)) if use_bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and fast_path_applicable(x) and self.gamma.requires_grad:
-            return grn_train(x, self.gamma, self.beta)
+        if not torch.jit.is_scripting():
+            if self.training and fast_path_applicable(x) and self.gamma.requires_grad:
+                return grn_train(x, self.gamma, self.beta)
         gx = torch.norm(x, p=2, dim=(1, 2), keepdim=True)
         nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
         out = (self.gamma * nx + 1) * x

@@ -31,6 +31,7 @@ import threading
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 
 __all__ = [
@@ -66,7 +67,10 @@ def fast_training(enabled: bool = True) -> Iterator[None]:
 
 
 def fast_path_applicable(x: torch.Tensor) -> bool:
-    """True when the fast path is on and applies to ``x`` (CPU fp32/fp64 4-D, autograd recording, no autocast)."""
+    """True when the fast path is on and applies to ``x`` (CPU fp32/fp64 4-D, autograd recording, no autocast;
+    never while FX or TorchScript traces the model, which then records the plain path)."""
+    if isinstance(x, torch.fx.Proxy) or torch.fx._symbolic_trace.is_fx_tracing():
+        return False
     return (
         _STATE["enabled"]
         and torch.is_grad_enabled()

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from unireplknet.modalities.series.transforms import RevIN, SeriesEmbedding, image_shape, series_to_image
 
 __all__ = [
+    "BatchedWindows",
     "ForecastModel",
     "LinearForecast",
     "NaiveForecast",
@@ -39,6 +40,7 @@ __all__ = [
     "forecast_loss",
     "make_evaluate_fn",
     "moving_average",
+    "passthrough_collate",
     "predict",
 ]
 
@@ -99,6 +101,11 @@ class ForecastModel(nn.Module):
             attributes per group (0: not used).
         head: ``"pooled"`` (global-average-pooled, normed features) or
             ``"flatten"`` (the whole stage-4 map).
+        season: a seasonal period (``<= seq_len``) to anchor the forecast on:
+            the output is the seasonal-naive forecast with that period (on the
+            RevIN-normalised scale) plus what the network adds, so a fresh model
+            starts as the seasonal naive forecast and learns the correction
+            (``None``: no anchor).
     """
 
     def __init__(
@@ -118,8 +125,12 @@ class ForecastModel(nn.Module):
         dropout: float = 0.05,
         head: str = "pooled",
         head_dropout: float = 0.0,
+        season: int | None = None,
     ) -> None:
         super().__init__()
+        if season is not None and not 1 <= season <= seq_len:
+            raise ValueError(f"season must be between 1 and seq_len ({seq_len}), got {season}")
+        self.season = season
         self.seq_len, self.pred_len, self.n_vars = seq_len, pred_len, n_vars
         self.targets = list(range(n_vars)) if targets is None else list(targets)
         if not self.targets or any(not 0 <= t < n_vars for t in self.targets):
@@ -151,7 +162,10 @@ class ForecastModel(nn.Module):
                 in_features = backbone.forward_features(torch.zeros(1, 1, *self.image_size)).numel()
                 backbone.train(was_training)
         self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(in_features, pred_len * self.n_out))
-        nn.init.trunc_normal_(self.head[1].weight, std=0.02)
+        if season is None:
+            nn.init.trunc_normal_(self.head[1].weight, std=0.02)
+        else:  # start exactly at the seasonal-naive anchor
+            nn.init.zeros_(self.head[1].weight)
         nn.init.zeros_(self.head[1].bias)
 
     def _group(self, x: Tensor) -> Tensor:
@@ -185,6 +199,10 @@ class ForecastModel(nn.Module):
         if self.head_type == "pooled":
             feats = self.backbone.forward_head(feats, pre_logits=True)
         out = self.head(feats.flatten(1)).reshape(b * n, self.pred_len, self.n_out)
+        if self.season is not None:
+            idx = self.seq_len - self.season + torch.arange(self.pred_len, device=xg.device) % self.season
+            anchor = xg[:, idx]
+            out = out + (anchor if n > 1 else anchor[..., self.targets])
         if self.revin is not None:
             out = self.revin.denormalize(out, stats, None if n > 1 else self.targets)
         return out.reshape(b, n, self.pred_len, self.n_out).permute(0, 2, 1, 3).reshape(b, self.pred_len, -1)
@@ -316,21 +334,71 @@ def forecast_loss(output: Tensor, target: Tensor) -> Tensor:
     return F.mse_loss(output, target)
 
 
-def forecast_loaders(data: Any, config: Any) -> dict[str, Any]:
+class BatchedWindows(torch.utils.data.Dataset):
+    """A window dataset whose DataLoader fetches each batch with one vectorised ``windows.batch(indices)``.
+
+    ``DataLoader`` calls ``__getitems__`` with a whole batch of indices; with
+    :func:`passthrough_collate` the result is the batch itself (no per-window
+    dicts, slices and ``default_collate`` stacking). ``__getitem__`` still
+    returns single windows.
+    """
+
+    def __init__(self, windows: Any) -> None:
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.windows[i]
+
+    def __getitems__(self, indices: list[int]) -> Any:
+        return self.windows.batch(indices)
+
+
+def passthrough_collate(batch: Any) -> Any:
+    """Collate for :class:`BatchedWindows`: the batch is already stacked."""
+    return batch
+
+
+def forecast_loaders(data: Any, config: Any, eval_batch_size: int | None = None) -> dict[str, Any]:
     """Engine loaders for a :class:`~unireplknet.modalities.series.datasets.ForecastData`.
 
-    Train is shuffled, seeded and resumable (last partial batch dropped); val and
-    test keep their order and **every window** (``drop_last=False``). ``config``
-    is an :class:`unireplknet.engine.EngineConfig`.
+    Train is shuffled, seeded and resumable (last partial batch dropped; the
+    engine's :class:`~unireplknet.engine.loader.ResumableSampler`); val and test
+    keep their order and **every window** (``drop_last=False``). ``config`` is
+    an :class:`unireplknet.engine.EngineConfig`. Windows are sliced a batch at
+    a time (:class:`BatchedWindows`) when the datasets have ``batch()``;
+    evaluation batches are ``eval_batch_size`` (default ``max(batch_size, 128)``:
+    no gradients, fewer calls).
     """
-    from unireplknet.engine.loader import make_loader
+    from torch.utils.data import DataLoader
+
+    from unireplknet.engine.distributed import get_info
+    from unireplknet.engine.loader import ResumableSampler, ShardSampler, make_loader
 
     batch = min(config.batch_size, len(data.train))
-    return {
-        "train": make_loader(data.train, config, train=True, batch_size=batch),
-        "val": make_loader(data.val, config, train=False),
-        "test": make_loader(data.test, config, train=False),
-    }
+    eval_batch = eval_batch_size or max(config.batch_size, 128)
+    if not all(hasattr(ds, "batch") for ds in (data.train, data.val, data.test)):
+        return {
+            "train": make_loader(data.train, config, train=True, batch_size=batch),
+            "val": make_loader(data.val, config, train=False, batch_size=eval_batch),
+            "test": make_loader(data.test, config, train=False, batch_size=eval_batch),
+        }
+    info = get_info()
+    pin = torch.cuda.is_available() and config.device != "cpu"
+
+    def loader(ds: Any, train: bool) -> DataLoader:
+        if len(ds) == 0:
+            raise ValueError("cannot build a loader over an empty dataset")
+        sampler = ResumableSampler(ds, info, shuffle=True, seed=config.seed) if train else ShardSampler(ds, info)
+        if train and len(sampler) < batch:
+            raise ValueError(f"the training set has {len(sampler)} samples per process, fewer than batch_size={batch}")
+        return DataLoader(BatchedWindows(ds), batch_size=batch if train else eval_batch, sampler=sampler,
+                          drop_last=train, num_workers=config.num_workers, collate_fn=passthrough_collate,
+                          pin_memory=pin, generator=torch.Generator())
+
+    return {"train": loader(data.train, True), "val": loader(data.val, False), "test": loader(data.test, False)}
 
 
 @torch.no_grad()

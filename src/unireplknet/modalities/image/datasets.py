@@ -222,6 +222,14 @@ def build_task_data(args: argparse.Namespace) -> TaskData:
     size = int(args.input_size)
     seed = int(getattr(args, "seed", 0) or 0)
     in_chans = int(args.in_chans)
+    # --- shards / Hugging Face datasets (modalities/shards.py, modalities/hf.py) ---
+    from ..shards import image_task_data
+    from ..hf import image_task_data as hf_task_data
+    for external in (image_task_data, hf_task_data):
+        task = external(args, train_tf, eval_tf)
+        if task is not None:
+            return task
+    # --- end shards / HF ---
     if args.data is None:
         if in_chans != 1:
             raise DataError("the digits demo is single-channel: use --in-chans 1")

@@ -86,7 +86,10 @@ class PointPipeline:
     For training with FPS the base keeps ``oversample × num_points`` points and
     each epoch takes a random ``num_points`` of them (the original's 4800 → 4096),
     then applies ``augment``. Evaluation is deterministic, and ``views > 1``
-    gives ``views × 3 × H × W`` rotation-voting stacks.
+    gives ``views × K × H × W`` rotation-voting stacks (``vote_rotation``: ``up`` or ``so3``).
+    ``canonical`` rotates every cloud into its PCA frame (:func:`canonical_pose`) after the
+    augmentation and before projection; ``projection`` picks the cameras (``axes``, ``faces``,
+    ``ringK``; ``K`` = :attr:`channels`).
     """
 
     num_points: int = 1024

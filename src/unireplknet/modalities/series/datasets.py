@@ -369,6 +369,26 @@ class ForecastWindows(Dataset):
         }
         return inputs, self.values[s : s + self.pred_len, self.targets]
 
+    def batch(self, indices: Sequence[int] | torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Windows ``indices`` stacked, as a DataLoader would collate them, in one gather per tensor.
+
+        Same values as ``default_collate([self[i] for i in indices])`` without the per-window
+        Python work (the training loader of ``unireplknet forecast`` slices batches this way).
+        """
+        idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1, 1)
+        if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= len(self)):
+            raise IndexError(f"window indices must be in [0, {len(self)}), got {idx.min().item()}..{idx.max().item()}")
+        if not hasattr(self, "_offsets"):
+            self._offsets = (torch.arange(self.seq_len), torch.arange(self.seq_len - self.label_len,
+                                                                        self.seq_len + self.pred_len))
+        x_off, y_off = self._offsets
+        x_rows, y_rows = idx + x_off, idx + y_off
+        y = self.values[y_rows[:, self.label_len:]]
+        if self.targets != list(range(self.values.shape[1])):
+            y = y[..., self.targets]
+        inputs = {"x": self.values[x_rows], "x_mark": self.marks[x_rows], "y_mark": self.marks[y_rows]}
+        return inputs, y
+
 
 @dataclass
 class ForecastData:
@@ -587,6 +607,12 @@ class GlobalWeatherWindows(Dataset):
     def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         inputs, y = self.windows[i]
         inputs["static"] = self.static
+        return inputs, y
+
+    def batch(self, indices: Sequence[int] | torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Windows ``indices`` stacked (see :meth:`ForecastWindows.batch`), with the per-node ``static``."""
+        inputs, y = self.windows.batch(indices)
+        inputs["static"] = self.static.unsqueeze(0).expand(len(y), *self.static.shape)
         return inputs, y
 
 

@@ -1,0 +1,228 @@
+"""Hugging Face ``datasets`` as training data: ``--data hf:NAME[:CONFIG]`` or a ``save_to_disk`` folder.
+
+* ``hf:NAME[:CONFIG]`` loads with ``datasets.load_dataset`` (from the local cache when offline: a
+  data set that is neither reachable nor cached is a one-line error).
+* A folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk`` (it holds
+  ``dataset_dict.json``, ``state.json`` or ``dataset_info.json``) loads with ``datasets.load_from_disk``.
+
+Columns: the input is ``image`` or ``img`` (a ``datasets.Image`` feature, or a ``{"bytes": ...}``
+dict), the target ``label`` (or ``labels``/``fine_label``); class names come from a ``ClassLabel``
+feature, else from the sorted label values. Splits are named by the split rules of
+:mod:`unireplknet.modalities.base` (``train``, ``validation``/``val*``, ``test*``); other splits
+are ignored with a warning, and a test split without labels (all ``-1``, as on many hub data sets)
+is dropped with a warning. Without validation, ``val_fraction`` of ``train`` is carved out per class.
+The data are read map-style (Arrow, memory-mapped), so the engine's sampler shuffles, shards and
+resumes mid-epoch exactly as for files. Needs ``pip install datasets``.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import BadFileError, DataError, MissingExtraError
+from .base import VAL_NAMES, TaskData, carve_val, split_kind
+
+__all__ = ["is_hf_spec", "load_hf_splits", "HFImageDataset", "task_data_from_hf", "image_task_data"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_COLUMNS = ("image", "img")
+LABEL_COLUMNS = ("label", "labels", "fine_label")
+_DISK_MARKERS = ("dataset_dict.json", "state.json", "dataset_info.json")
+
+
+def is_hf_spec(data: Any) -> bool:
+    """Whether ``--data`` names a Hugging Face data set (``hf:NAME`` or a ``save_to_disk`` folder)."""
+    if data is None:
+        return False
+    s = str(data)
+    if s.startswith("hf:"):
+        return True
+    p = Path(s)
+    return p.is_dir() and any((p / m).is_file() for m in _DISK_MARKERS)
+
+
+def _datasets() -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise MissingExtraError("Hugging Face data needs the datasets package: pip install datasets") from None
+    return datasets
+
+
+def load_hf_splits(data: str) -> dict[str, Any]:
+    """``{split name: datasets.Dataset}`` of ``data`` (a single saved ``Dataset`` is the ``train`` split)."""
+    datasets = _datasets()
+    s = str(data)
+    if s.startswith("hf:"):
+        name, _, config = s[3:].partition(":")
+        if not name:
+            raise DataError("--data hf:NAME needs a data set name (hf:NAME or hf:NAME:CONFIG)")
+        try:
+            obj = datasets.load_dataset(name, config or None)
+        except Exception as e:  # offline and not cached, unknown name, gated, ...
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise DataError(f"hf:{s[3:]}: cannot load the Hugging Face data set (not cached and not reachable, or "
+                            f"unknown): {type(e).__name__}: {first[:200]}") from None
+    else:
+        try:
+            obj = datasets.load_from_disk(s)
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise DataError(f"{s}: not a readable save_to_disk folder: {first[:200]}") from None
+    if isinstance(obj, datasets.Dataset):
+        return {"train": obj}
+    return dict(obj)
+
+
+def _column(ds: Any, names: Sequence[str], what: str, where: str) -> str:
+    for n in names:
+        if n in ds.column_names:
+            return n
+    raise DataError(f"{where}: no {what} column ({' or '.join(names)}); columns: {', '.join(ds.column_names)}")
+
+
+def _to_pil(value: Any, in_chans: int) -> Any:
+    from PIL import Image
+
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            value = Image.open(io.BytesIO(value["bytes"]))
+        elif value.get("path"):
+            value = Image.open(value["path"])
+    elif isinstance(value, (bytes, bytearray)):
+        value = Image.open(io.BytesIO(value))
+    elif not isinstance(value, Image.Image):
+        import numpy as np
+
+        value = Image.fromarray(np.asarray(value, dtype=np.uint8))
+    return value.convert("RGB" if in_chans == 3 else "L")
+
+
+class HFImageDataset(Dataset):
+    """Rows ``indices`` of a ``datasets.Dataset``: ``(transform(image), class index)``."""
+
+    def __init__(self, ds: Any, indices: Sequence[int], image_col: str, labels: Sequence[int],
+                 classes: Sequence[str], transform: Any, in_chans: int, name: str) -> None:
+        self.ds = ds
+        self.indices = list(indices)
+        self.image_col = image_col
+        self.labels = list(labels)
+        self.classes = list(classes)
+        self.transform = transform
+        self.in_chans = in_chans
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        row = self.indices[index]
+        try:
+            img = _to_pil(self.ds[row][self.image_col], self.in_chans)
+            x = self.transform(img) if self.transform is not None else img
+        except Exception as e:
+            raise BadFileError(f"{self.name}[{row}]", (str(e).splitlines() or [type(e).__name__])[0]) from e
+        return x, int(self.labels[index])
+
+
+def _labels(ds: Any, col: str) -> tuple[list[Any], Optional[list[str]]]:
+    feature = ds.features.get(col)
+    names = list(feature.names) if hasattr(feature, "names") else None
+    return list(ds[col]), names
+
+
+def task_data_from_hf(args: argparse.Namespace, train_tf: Any, eval_tf: Any, *, in_chans: int,
+                      input_size: tuple[int, int]) -> Optional[TaskData]:
+    """A :class:`TaskData` over the Hugging Face image data set named by ``args.data``, or ``None``."""
+    data = getattr(args, "data", None)
+    if not is_hf_spec(data):
+        return None
+    parts = load_hf_splits(str(data))
+    seed = int(getattr(args, "seed", 0) or 0)
+    roles: dict[str, str] = {}
+    for name in parts:
+        kind = split_kind(name)
+        if kind is None:
+            logger.warning("%s: split %r is not train, val* or test*: ignored", data, name)
+            continue
+        role = "train" if kind == "train" else "val" if kind == "val" and (name.lower() in VAL_NAMES or "val" not in roles.values()) else name
+        if role in roles.values() and role in ("train", "val"):
+            raise DataError(f"{data}: several {role} splits ({', '.join(parts)}); keep one")
+        roles[name] = role
+    if "train" not in roles.values():
+        raise DataError(f"{data}: no train split (splits: {', '.join(parts)})")
+    train_name = next(n for n, r in roles.items() if r == "train")
+    image_col = _column(parts[train_name], IMAGE_COLUMNS, "image", str(data))
+    label_col = _column(parts[train_name], LABEL_COLUMNS, "label", str(data))
+    raw_train, names = _labels(parts[train_name], label_col)
+    if names is None:
+        values = sorted({v for v in raw_train}, key=lambda v: (str(type(v)), v))
+        names = [str(v) for v in values]
+        lookup = {v: i for i, v in enumerate(values)}
+        to_index: Callable[[Any], int] = lambda v: lookup.get(v, -1)  # noqa: E731
+    else:
+        to_index = int
+    sets: dict[str, tuple[Any, list[int], list[int]]] = {}
+    for name, role in roles.items():
+        ds = parts[name]
+        if label_col not in ds.column_names or image_col not in ds.column_names:
+            logger.warning("%s: split %r lacks the %s/%s columns: ignored", data, name, image_col, label_col)
+            continue
+        labels = [to_index(v) for v in (raw_train if name == train_name else ds[label_col])]
+        keep = [i for i, lab in enumerate(labels) if 0 <= lab < len(names)]
+        if role != "train" and not keep:
+            logger.warning("%s: split %r has no labels (all -1 or unknown): ignored", data, name)
+            continue
+        if len(keep) < len(labels):
+            if role == "train":
+                raise DataError(f"{data}: {len(labels) - len(keep)} training rows have no valid label")
+            logger.warning("%s: %d row(s) of split %r have a label training never saw: skipped",
+                           data, len(labels) - len(keep), name)
+        sets[role] = (ds, keep, [labels[i] for i in keep])
+    tr_ds, tr_idx, tr_lab = sets["train"]
+    sources = {r: f"{data} split {n!r}" for n, r in roles.items()}
+    if "val" in sets:
+        va_ds, va_idx, va_lab = sets["val"]
+        train = HFImageDataset(tr_ds, tr_idx, image_col, tr_lab, names, train_tf, in_chans, f"{data}:{train_name}")
+        val = HFImageDataset(va_ds, va_idx, image_col, va_lab, names, eval_tf, in_chans, f"{data}:val")
+    else:
+        frac = float(getattr(args, "val_fraction", None) or 0.1)
+        items = [(Path(str(i)), (str(lab),)) for i, lab in zip(tr_idx, tr_lab)]
+        kept, held = carve_val(items, frac, seed)
+        pick = lambda its: ([int(str(p)) for p, _ in its], [int(lab[0]) for _, lab in its])  # noqa: E731
+        (ki, kl), (hi, hl) = pick(kept), pick(held)
+        train = HFImageDataset(tr_ds, ki, image_col, kl, names, train_tf, in_chans, f"{data}:{train_name}")
+        val = HFImageDataset(tr_ds, hi, image_col, hl, names, eval_tf, in_chans, f"{data}:{train_name}")
+        sources["val"] = f"{frac:g} of the training rows per class (seed {seed})"
+        sources["train"] = sources["train"] + " minus validation"
+    tests = {r: HFImageDataset(ds, idx, image_col, lab, names, eval_tf, in_chans, f"{data}:{r}")
+             for r, (ds, idx, lab) in sets.items() if r not in ("train", "val")}
+    if len(set(train.labels)) < 2:
+        raise DataError(f"{data}: the training data has fewer than 2 classes")
+    plan = ["data layout: Hugging Face datasets (map-style, Arrow)"]
+    for name, ds in [("train", train), ("val", val), *tests.items()]:
+        role = "training" if name == "train" else "validation (selection)" if name == "val" else "test (final, once)"
+        plan.append(f"  {name:<12} {len(ds):>7} rows    {role:<24} from {sources.get(name, '?')}")
+    if not tests:
+        plan.append("  (no test split: only validation numbers will be reported)")
+    counts = Counter(train.labels)
+    plan.append("  classes: " + ", ".join(f"{names[c]} ({counts[c]})" for c in range(min(12, len(names))))
+                + (f", ... ({len(names)} in all)" if len(names) > 12 else ""))
+    return TaskData(train=train, val=val, tests=tests, num_classes=len(names), class_names=names,
+                    in_chans=in_chans, input_size=input_size,
+                    meta={"source": str(data), "format": "huggingface", "plan": plan})
+
+
+def image_task_data(args: argparse.Namespace, train_tf: Any, eval_tf: Any) -> Optional[TaskData]:
+    """:func:`task_data_from_hf` with the image options of ``args``."""
+    size = int(args.input_size)
+    return task_data_from_hf(args, train_tf, eval_tf, in_chans=int(args.in_chans), input_size=(size, size))
