@@ -14,7 +14,15 @@ from unireplknet.cli import main as cli_main
 from unireplknet.modalities.audio import datasets as audio_data
 from unireplknet.modalities.audio.datasets import AudioClassificationDataset, build_task_data, load_for_predict, log_mel_stats
 from unireplknet.modalities.audio.io import load_audio, read_audio
-from unireplknet.modalities.audio.layouts import read_audio_csv, scan_audio_data
+from unireplknet.modalities.audio.datasets import audio_splits
+from unireplknet.modalities.audio.layouts import read_audio_csv
+
+
+def scan_audio_data(path, val_fraction=0.1, seed=0):
+    """The audio modality's splits by the shared rules (modalities/base.py) plus Speech Commands."""
+    import argparse
+
+    return audio_splits(path, argparse.Namespace(val_fraction=val_fraction, seed=seed))
 from unireplknet.modalities.audio.transforms import AudioConfig, log_mel_spectrogram, waveform_to_image
 
 SR = 16000
@@ -102,11 +110,11 @@ def make_speech_commands(root, words=("no", "yes"), per_word=4):
 def test_speech_commands_layout(tmp_path):
     splits = scan_audio_data(make_speech_commands(tmp_path / "sc"))
     assert splits.layout == "speech_commands"
-    assert splits.class_names == ["no", "yes"] and not splits.multi_label
+    assert splits.classes == ["no", "yes"] and not splits.multi_label
     assert [p.name for p, _ in splits.val] == ["spk0_nohash_0.wav"] * 2
-    assert [p.name for p, _ in splits.test] == ["spk1_nohash_0.wav"] * 2
+    assert [p.name for p, _ in splits.tests["test"]] == ["spk1_nohash_0.wav"] * 2
     assert len(splits.train) == 4
-    assert all("_background_noise_" not in str(p) for p, _ in splits.train + splits.val + splits.test)
+    assert all("_background_noise_" not in str(p) for p, _ in splits.train + splits.val + splits.tests["test"])
 
 
 def test_class_folder_layouts(tmp_path):
@@ -114,7 +122,7 @@ def test_class_folder_layouts(tmp_path):
         for i in range(10):
             write(tmp_path / "flat" / c / f"{i}.wav", tone(200 + i))
     splits = scan_audio_data(tmp_path / "flat", val_fraction=0.2, seed=1)
-    assert splits.layout == "class_folders" and splits.test is None
+    assert splits.layout == "class_folders" and not splits.tests
     assert len(splits.train) == 16 and len(splits.val) == 4
     assert sorted(labels[0] for _, labels in splits.val) == ["a", "a", "b", "b"]  # stratified
     again = scan_audio_data(tmp_path / "flat", val_fraction=0.2, seed=1)
@@ -123,9 +131,10 @@ def test_class_folder_layouts(tmp_path):
         write(tmp_path / "split" / split / "x" / "1.flac", tone(300))
         write(tmp_path / "split" / split / "y" / "1.ogg", tone(600))
     splits = scan_audio_data(tmp_path / "split")
-    assert (len(splits.train), len(splits.val), len(splits.test)) == (2, 2, 2)
+    assert (len(splits.train), len(splits.val), len(splits.tests["test"])) == (2, 2, 2)
     (tmp_path / "nothing" / "c").mkdir(parents=True)
-    with pytest.raises(ValueError, match="no audio files"):
+    (tmp_path / "nothing" / "c" / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="no files with a known extension"):
         scan_audio_data(tmp_path / "nothing")
     with pytest.raises(FileNotFoundError):
         scan_audio_data(tmp_path / "absent")
@@ -139,7 +148,7 @@ def test_csv_layout_multi_label(tmp_path):
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     splits = scan_audio_data(tmp_path / "labels.csv")
     assert splits.layout == "csv" and splits.multi_label
-    assert splits.class_names == ["bark", "cat", "dog", "meow"]
+    assert splits.classes == ["bark", "cat", "dog", "meow"]
     assert splits.train[0] == (tmp_path / "clips" / "0.wav", ("dog", "bark"))
     task = build_task_data(plugin_args(data=str(tmp_path / "labels.csv"), wave_mixup=0.0))
     assert task.multi_label and task.num_classes == 4 and len(task.test) == 1
@@ -149,7 +158,7 @@ def test_csv_layout_multi_label(tmp_path):
     with pytest.raises(ValueError, match="'path' and 'label'"):
         read_audio_csv(tmp_path / "bad.csv")
     (tmp_path / "missing.csv").write_text("path,label\nclips/nope.wav,dog\n")
-    with pytest.raises(FileNotFoundError, match=r"missing.csv:2: audio file not found"):
+    with pytest.raises(FileNotFoundError, match=r"missing.csv:2: file not found"):
         read_audio_csv(tmp_path / "missing.csv")
 
 
@@ -157,7 +166,7 @@ def test_csv_layout_multi_label(tmp_path):
 
 def test_dataset_items_targets_and_mixup(tmp_path):
     splits = scan_audio_data(make_speech_commands(tmp_path / "sc"))
-    names = splits.class_names
+    names = splits.classes
     val = AudioClassificationDataset(splits.val, names)
     image, target = val[0]
     assert image.shape == (1, 128, 128) and target == 0
@@ -195,7 +204,7 @@ def test_log_mel_stats_and_cli(tmp_path, capsys):
     assert f"audio_mean: {mean:.6f}" in printed and f"--audio-std {std:.6f}" in printed
     assert out.read_text() == f"audio_mean: {mean:.6f}\naudio_std: {std:.6f}\n"
     assert cli_main(["audio-stats", "--data", str(tmp_path / "absent")]) == 2
-    assert "audio data not found" in capsys.readouterr().err
+    assert "data not found" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- engine plug-in

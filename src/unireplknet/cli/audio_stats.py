@@ -34,10 +34,12 @@ def run(args: argparse.Namespace) -> int:
 
     from unireplknet.cli import UserError
     from unireplknet.modalities.audio.datasets import audio_config_from_args, log_mel_stats
-    from unireplknet.modalities.audio.layouts import all_items, scan_audio_data
+    from unireplknet.modalities.audio.datasets import audio_splits
 
-    splits = scan_audio_data(args.data, args.val_fraction, args.seed)
-    items = all_items(splits) if args.split == "all" else getattr(splits, args.split) or []
+    splits = audio_splits(args.data, argparse.Namespace(seed=args.seed, val_fraction=args.val_fraction))
+    named = dict(splits.named())
+    items = [it for _, its in named.items() for it in its] if args.split == "all" else named.get(
+        args.split, splits.tests.get("test", []) if args.split == "test" else [])
     if not items:
         raise UserError(f"the {args.split} split of {args.data} has no files")
     paths = [path for path, _ in items]

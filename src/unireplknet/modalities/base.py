@@ -137,6 +137,16 @@ class Modality:
     #: ``baseline_features(task) -> {name: feature function}``: extra simple-baseline features (optional)
     baseline_features: Optional[Callable[[TaskData], dict[str, Callable]]] = None
 
+    @classmethod
+    def from_module(cls, name: str, description: str, module: Any, *, auto: Optional[Callable] = None,
+                    extensions: Sequence[str] = (), baseline_features: Optional[Callable] = None) -> "Modality":
+        """The plug-in of a modality whose ``datasets`` module follows the convention: ``CONFIG_DEFAULTS``,
+        ``DEMO_DEFAULTS``, ``RECIPES``, ``add_train_args``, ``build_task_data``, ``load_for_predict``."""
+        return cls(name=name, description=description, config_defaults=module.CONFIG_DEFAULTS,
+                   demo_defaults=module.DEMO_DEFAULTS, recipes=module.RECIPES, add_args=module.add_train_args,
+                   build=module.build_task_data, load_for_predict=module.load_for_predict, auto=auto,
+                   extensions=tuple(extensions), baseline_features=baseline_features)
+
     def arg_keys(self) -> set[str]:
         """The config keys (argparse dests) that :attr:`add_args` defines."""
         parser = argparse.ArgumentParser(add_help=False)

@@ -1,19 +1,9 @@
-"""The ``image`` modality plug-in: images: ImageFolder-style split/class folders or CSV lists; the digits demo."""
+"""The ``image`` modality plug-in: split/class folders or CSV lists of images; the digits demo."""
 from __future__ import annotations
 
 from ..base import Modality
-from . import datasets as _d
+from . import datasets
 from .auto import auto_config
 
-PLUGIN = Modality(
-    name="image",
-    description="images: ImageFolder-style split/class folders or CSV lists; the digits demo",
-    config_defaults=_d.CONFIG_DEFAULTS,
-    demo_defaults=_d.DEMO_DEFAULTS,
-    recipes=_d.RECIPES,
-    add_args=_d.add_train_args,
-    build=_d.build_task_data,
-    load_for_predict=_d.load_for_predict,
-    auto=auto_config,
-    extensions=tuple(_d.IMAGE_EXTENSIONS),
-)
+PLUGIN = Modality.from_module("image", "images: split/class folders or CSV lists; the digits demo", datasets,
+                              auto=auto_config, extensions=datasets.IMAGE_EXTENSIONS)
