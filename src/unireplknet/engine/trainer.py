@@ -8,7 +8,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,8 @@ __all__ = ["Trainer", "EvalContext", "LossFn", "EvaluateFn"]
 logger = logging.getLogger(__name__)
 
 LossFn = Callable[[Any, Any], torch.Tensor]
+#: ``hook(trainer, summary) -> dict | None``: run on rank 0 after training; the dict is merged into the summary.
+EndHook = Callable[["Trainer", dict], Optional[dict]]
 
 
 @dataclass
@@ -107,10 +109,12 @@ class Trainer:
         train_batch_transform: Optional[Callable[[Any, Any], tuple[Any, Any]]] = None,
         full_config: Optional[dict[str, Any]] = None,
         extra_state: Optional[dict[str, Any]] = None,
+        end_hooks: Sequence[EndHook] = (),
     ) -> None:
         self.cfg = config if isinstance(config, EngineConfig) else EngineConfig.from_dict(config)
         self.full_config = dict(full_config) if full_config is not None else self.cfg.to_dict()
         self.extra_state = extra_state or {}
+        self.end_hooks = list(end_hooks)
         self.info = get_info()
         if self.cfg.num_threads:
             torch.set_num_threads(self.cfg.num_threads)
@@ -137,6 +141,17 @@ class Trainer:
         model.to(self.device)
         if self.cfg.channels_last:
             model.to(memory_format=torch.channels_last)
+        self.fsdp = bool(self.cfg.fsdp and self.info.enabled)
+        self._template: Optional[nn.Module] = None  # fsdp: the unsharded structure (meta device)
+        if self.cfg.fsdp and not self.info.enabled:
+            logger.warning("fsdp ignored: no process group (launch with torchrun); training the whole model here")
+        if self.fsdp:
+            if self.cfg.ema:
+                raise ConfigError("fsdp does not support ema (the EMA would hold a full copy per process): turn one off")
+            from . import fsdp as fsdp_lib
+
+            self._template = fsdp_lib.meta_copy(model)
+            fsdp_lib.shard_model(model, checkpoint_activations=True)
         self.model = model
 
         # Precision: bf16 on CPU, bf16 or fp16 (+GradScaler) on CUDA.
@@ -163,7 +178,7 @@ class Trainer:
             timm_utils = require("timm.utils", "train", "the weight EMA")
             self.ema = timm_utils.ModelEmaV3(model, decay=self.cfg.ema_decay)
         self.ddp: Optional[nn.Module] = None
-        if self.info.enabled:
+        if self.info.enabled and not self.fsdp:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -183,8 +198,9 @@ class Trainer:
         """Everything needed to continue exactly (weights_only-loadable)."""
         return {
             "format": ckpt_lib.FORMAT,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            # fsdp: weights and optimizer state live in a DCP directory named by "sharded" (see save)
+            "model": None if self.fsdp else self.model.state_dict(),
+            "optimizer": None if self.fsdp else self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.module.state_dict() if self.ema is not None else None,
@@ -197,20 +213,31 @@ class Trainer:
             "history": list(self.metrics.history) if self.metrics else [],
             "rng": ckpt_lib.rng_state(),
             "config": self.full_config,
-            "signature": ckpt_lib.model_signature(self.model),
+            "signature": ckpt_lib.model_signature(self._template if self.fsdp else self.model),
             "world_size": self.info.world_size,
             "extra": self.extra_state,
         }
 
     def load_state_dict(self, ckpt: dict[str, Any], path: str = "checkpoint") -> None:
         """Restore a :meth:`state_dict` (refuses checkpoints of other models)."""
-        ckpt_lib.check_signature(ckpt["signature"], self.model, path)
+        ckpt_lib.check_signature(ckpt["signature"], self._template if self.fsdp else self.model, path)
         if ckpt.get("world_size", 1) != self.info.world_size and ckpt.get("batch_in_epoch", 0):
             raise ValueError(
                 f"{path} was written mid-epoch by {ckpt.get('world_size')} process(es); resume it with the same number"
             )
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("sharded"):  # an fsdp checkpoint: DCP reshards to this world size (or to one whole model)
+            from .fsdp import load_sharded
+
+            base = Path(path) if Path(path).is_dir() else Path(path).parent
+            load_sharded(self.model, self.optimizer, base / ckpt["sharded"])
+        elif self.fsdp:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+            set_model_state_dict(self.model, ckpt["model"], options=StateDictOptions(full_state_dict=True))
+            logger.warning("%s is not an fsdp checkpoint: weights loaded, the optimizer state restarts", path)
+        else:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
         # The schedule is a pure function of global_step (re-planned if epochs changed): no state to load.
         self.scaler.load_state_dict(ckpt["scaler"])
         if self.ema is not None:
@@ -230,11 +257,39 @@ class Trainer:
         ckpt_lib.set_rng_state(ckpt["rng"])
 
     def save(self, name: str = "last.pt", state: Optional[dict[str, Any]] = None) -> Optional[Path]:
-        """Atomically write a checkpoint into the run directory (rank 0 only)."""
+        """Atomically write a checkpoint into the run directory (rank 0 only; with fsdp every rank calls this)."""
+        if self.fsdp:
+            return self._save_sharded(name, state if state is not None else self.state_dict())
         if not self.info.is_main:
             return None
         path = self.run_dir / name
         ckpt_lib.atomic_save(state if state is not None else self.state_dict(), path)
+        return path
+
+    def _save_sharded(self, name: str, state: dict[str, Any]) -> Optional[Path]:
+        """fsdp: every rank writes its shards to ``ckpt-step<N>.dcp/``, then rank 0 atomically writes ``name``
+        (the usual checkpoint without weights, naming that directory) and removes directories no
+        checkpoint names any more. ``last.pt`` and ``best.pt`` of one step share the directory."""
+        import shutil
+
+        from .fsdp import save_sharded
+
+        dcp_name = f"ckpt-step{self.global_step}.dcp"
+        if getattr(self, "_dcp_saved", None) != dcp_name:
+            save_sharded(self.model, self.optimizer, self.run_dir / dcp_name)
+            self._dcp_saved = dcp_name
+        path = None
+        if self.info.is_main:
+            path = self.run_dir / name
+            ckpt_lib.atomic_save(dict(state, sharded=dcp_name), path)
+            keep = {dcp_name}
+            for other in ("last.pt", "best.pt"):
+                if other != name and (self.run_dir / other).is_file():
+                    keep.add(str(ckpt_lib.load_checkpoint(self.run_dir / other).get("sharded")))
+            for d in self.run_dir.glob("ckpt-step*.dcp"):
+                if d.name not in keep:
+                    shutil.rmtree(d, ignore_errors=True)
+        barrier()
         return path
 
     # ------------------------------------------------------------------ loop
@@ -349,7 +404,13 @@ class Trainer:
         model = model if model is not None else self.model
         was_training = model.training
         model.eval()
-        res = dict(self.evaluate_fn(model, self.val_loader, self.ctx))
+        if self.fsdp and model is self.model:
+            from .fsdp import gathered
+
+            with gathered(model):  # ranks may have different numbers of val batches
+                res = dict(self.evaluate_fn(model, self.val_loader, self.ctx))
+        else:
+            res = dict(self.evaluate_fn(model, self.val_loader, self.ctx))
         model.train(was_training)
         if self.info.enabled and "n" in res:
             keys = sorted(k for k in res if k != "n")
@@ -424,6 +485,8 @@ class Trainer:
                             self.evals_since_best(), self.best.get("value", float("nan")), self.best.get("epoch"))
                 break
         barrier()
+        if self.fsdp:
+            self._unshard_for_finish()
         summary = self._finish(time.perf_counter() - t_start, img_s)
         summary["stopped_early"] = self.stopped_early
         return summary
@@ -445,8 +508,25 @@ class Trainer:
         """The weights of ``best.pt`` (or the current ones when no evaluation ran)."""
         path = self.run_dir / "best.pt"
         if path.is_file():
-            return ckpt_lib.load_checkpoint(path)["model"]
+            ckpt = ckpt_lib.load_checkpoint(path)
+            if ckpt.get("sharded"):  # fsdp: read the DCP directory into one whole model (this process only)
+                from .fsdp import is_sharded, load_full, meta_copy
+
+                plain = meta_copy(self._template if is_sharded(self.model) else self.model).to_empty(device="cpu")
+                return load_full(plain, path.parent / ckpt["sharded"])
+            return ckpt["model"]
         return self.model.state_dict()
+
+    def _unshard_for_finish(self) -> None:
+        """fsdp, end of run: gather the full weights (every rank); rank 0 continues with a whole, unsharded
+        model (deploy export, final evaluation), the other ranks keep their shards."""
+        from .fsdp import full_state_dict
+
+        full = full_state_dict(self.model)
+        if self.info.is_main and self._template is not None:
+            plain = self._template.to_empty(device=self.device)
+            plain.load_state_dict(full)
+            self.model = plain
 
     def _probe(self) -> Optional[torch.Tensor]:
         loader = self.val_loader or self.train_loader
@@ -496,6 +576,8 @@ class Trainer:
                 files["curves"] = str(png)
             files["metrics"] = str(self.run_dir / "metrics.csv")
             self.metrics.close()
+        for hook in self.end_hooks:  # end-of-run work of the task/runner (test evaluation, baselines, ...)
+            summary.update(hook(self, summary) or {})
         with open(self.run_dir / "summary.json", "w") as f:
             json.dump(summary, f, indent=2)
         return summary

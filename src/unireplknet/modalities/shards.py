@@ -484,10 +484,11 @@ class ShardIterableDataset(IterableDataset):
     def _dist(self) -> tuple[int, int]:
         if self._rank is not None and self._world is not None:
             return self._rank, self._world
-        from ..engine.distributed import get_info
+        import torch.distributed as dist
 
-        info = get_info()
-        return info.rank, info.world_size
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
     @property
     def total(self) -> int:

@@ -202,19 +202,23 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
             (out / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(cfg, default=str)), sort_keys=True))
         n_params = sum(p.numel() for p in model.parameters())
         logger.info("model %s: %.2fM parameters; run dir %s", cfg.get("model"), n_params / 1e6, out)
+        def evaluate_selected(trainer: Any, _summary: dict) -> dict:
+            return final_evaluation(trainer, task, ecfg, parts["evaluate_fn"])
+
+        def baselines(_trainer: Any, _summary: dict) -> dict:
+            wanted = cfg.get("baselines")
+            if wanted or (wanted is None and len(task.train) <= 20000 and cfg.get("data") is not None):
+                return {"baselines": _baselines(task, modality)}
+            return {}
+
+        def plan_record(_trainer: Any, _summary: dict) -> dict:
+            return {"plan": plan, "auto": auto_log, "splits": record["splits"]}
+
         trainer = Trainer(model, train_loader, val_loader, parts["loss_fn"], parts["evaluate_fn"], ecfg, out,
-                          train_batch_transform=parts["train_batch_transform"], full_config=cfg)
+                          train_batch_transform=parts["train_batch_transform"], full_config=cfg,
+                          end_hooks=[plan_record, evaluate_selected, baselines])
         summary = trainer.fit(resume=getattr(args, "resume", None))
-        summary["plan"] = plan
-        summary["auto"] = auto_log
-        summary["splits"] = record["splits"]
-        if info.is_main:
-            summary.update(final_evaluation(trainer, task, ecfg, parts["evaluate_fn"]))
-            if cfg.get("baselines") or (cfg.get("baselines") is None and len(task.train) <= 20000
-                                        and cfg.get("data") is not None):
-                summary["baselines"] = _baselines(task, modality)
-            with open(out / "summary.json", "w") as f:
-                json.dump(summary, f, indent=2, default=str)
+        summary["rank"] = info.rank
     finally:
         if lock is not None:
             lock.release()

@@ -56,7 +56,7 @@ __all__ = [
     "LAYOUTS",
     "PointPipeline",
     "PointCloudDataset",
-    "load_splits",
+    "point_splits",
     "demo_splits",
     "pipeline_from_args",
     "add_train_args",
@@ -255,46 +255,6 @@ def _stratified_split(split: PointSplit, fraction: float, seed: int) -> tuple[Po
         return PointSplit(clouds, split.labels[rows], split.class_names, split.loader)
 
     return subset(~mask), subset(mask)
-
-
-def load_splits(
-    data: str,
-    val_data: Optional[str] = None,
-    *,
-    layout: str = "auto",
-    val_fraction: float = 0.2,
-    seed: int = 0,
-    scanobjectnn_variant: str = "objectdataset_augmentedrot_scale75",
-) -> tuple[PointSplit, PointSplit]:
-    """Train and validation splits of a dataset folder (any layout of :mod:`point_io`).
-
-    Sets with a test split use it for validation; a single class-folder tree is
-    split per class (``val_fraction``) unless ``val_data`` names another tree.
-    """
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
-    kind = detect_layout(data) if layout == "auto" else layout
-    log.info("point-cloud data %s: layout %s", data, kind)
-    if kind == "modelnet_h5":
-        return read_modelnet_h5(data, "train"), read_modelnet_h5(val_data or data, "test")
-    if kind == "scanobjectnn_h5":
-        tr = read_scanobjectnn_h5(data, "train", variant=scanobjectnn_variant)
-        return tr, read_scanobjectnn_h5(val_data or data, "test", variant=scanobjectnn_variant)
-    if kind == "modelnet_resampled":
-        classes = 10 if (Path(data) / "modelnet10_shape_names.txt").exists() and not (
-            Path(data) / "modelnet40_shape_names.txt").exists() else 40
-        return (read_modelnet_resampled(data, "train", classes=classes),
-                read_modelnet_resampled(val_data or data, "test", classes=classes))
-    if kind == "class_folders_split":
-        tr = read_class_folders(Path(data) / "train")
-        va_root = Path(val_data) if val_data else Path(data) / "test"
-        if not va_root.exists():
-            va_root = Path(data) / "val"
-        return tr, read_class_folders(va_root, class_names=tr.class_names)
-    tr = read_class_folders(data)
-    if val_data:
-        return tr, read_class_folders(val_data, class_names=tr.class_names)
-    return _stratified_split(tr, val_fraction, seed)
 
 
 def demo_splits(per_class: int, val_per_class: int, *, seed: int = 0,
@@ -520,7 +480,7 @@ def baseline_features(task: TaskData) -> dict[str, Any]:
     just returned by one of the task's datasets (or a view of it) and looks its cloud up there;
     any other tensor raises ``ValueError`` (the runner then skips the baselines with a warning).
     """
-    from unireplknet.tasks.baselines import d2_histogram
+    from unireplknet.modalities.baseline_features import d2_histogram
 
     datasets = [d for d in (task.train, task.val, *task.tests.values()) if d is not None]
 

@@ -728,8 +728,6 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
                    help="temporal clips per video in evaluation (default 5)")
     g.add_argument("--eval-crops", dest="eval_crops", type=int, default=None,
                    help="spatial crops per clip in evaluation (default 3)")
-    g.add_argument("--val-fraction", dest="val_fraction", type=float, default=None,
-                   help="share of a single class-folder / CSV set held out for validation (default 0.1)")
     g.add_argument("--frame-cache", dest="frame_cache", default=None,
                    help="directory keeping decoded frames (small data sets read every epoch)")
     g.add_argument("--video-backend", dest="video_backend", choices=BACKENDS, default=None,
@@ -759,24 +757,6 @@ def _load_records(path: str, class_names: Optional[Sequence[str]] = None) -> tup
     if p.is_file():
         return read_video_csv(p, class_names=class_names)
     return scan_video_folder(p, class_names)
-
-
-def _split(records: list[VideoRecord], fraction: float, seed: int) -> tuple[list[VideoRecord], list[VideoRecord]]:
-    """Per-class seeded hold-out of ``fraction`` of the videos (at least one per class with >= 2 videos)."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
-    rng = random.Random(seed)
-    train, val = [], []
-    by_class: dict[int, list[VideoRecord]] = {}
-    for r in records:
-        by_class.setdefault(r.label, []).append(r)
-    for label in sorted(by_class):
-        items = by_class[label][:]
-        rng.shuffle(items)
-        k = max(1, int(round(len(items) * fraction))) if len(items) > 1 else 0
-        val += items[:k]
-        train += items[k:]
-    return train, val
 
 
 def _datasets_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -911,7 +891,7 @@ def baseline_features(task: TaskData) -> dict[str, Any]:
     baseline) and ``first_frame`` (appearance only) of :mod:`unireplknet.tasks.baselines`, read from
     the model's own inputs whatever their layout (channel layouts are turned back into a grid).
     """
-    from ...tasks.baselines import feature
+    from ..baseline_features import feature
 
     meta = dict(task.meta)
     if "num_frames" not in meta:
