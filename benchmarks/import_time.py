@@ -15,7 +15,7 @@ import sys
 import time
 
 COMMANDS = ["train", "eval", "predict", "export", "convert", "benchmark", "info", "erf", "forecast", "kernels",
-            "project", "audio-stats"]
+            "project", "audio-stats", "shard"]
 
 
 def best_time(argv: list[str], repeats: int) -> float:

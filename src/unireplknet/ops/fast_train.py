@@ -66,10 +66,17 @@ def fast_training(enabled: bool = True) -> Iterator[None]:
         set_fast_training(previous)
 
 
+def _fx_tracing() -> bool:
+    """Whether ``torch.fx`` is symbolically tracing (without the deprecation warning of ``is_fx_tracing``)."""
+    trace = torch.fx._symbolic_trace
+    check = getattr(trace, "is_fx_symbolic_tracing", None) or getattr(trace, "_get_is_fx_tracing", None)
+    return bool(check()) if check is not None else False
+
+
 def fast_path_applicable(x: torch.Tensor) -> bool:
     """True when the fast path is on and applies to ``x`` (CPU fp32/fp64 4-D, autograd recording, no autocast;
     never while FX or TorchScript traces the model, which then records the plain path)."""
-    if isinstance(x, torch.fx.Proxy) or torch.fx._symbolic_trace.is_fx_tracing():
+    if isinstance(x, torch.fx.Proxy) or _fx_tracing():
         return False
     return (
         _STATE["enabled"]
