@@ -188,3 +188,20 @@ def test_smp_upernet_with_timm_encoder_loads_mm_checkpoint(tmp_path):
     w = net2.encoder.model.stages[2][0].dwconv.lk_origin.weight
     assert torch.equal(w, src.backbone.stages[2][0].dwconv.lk_origin.weight)
     assert isinstance(src, UPerNet)
+
+
+def test_train_command_split_folders_evaluate_the_test_split_once(tmp_path):
+    """DATA/{train,test}/: validation carved from train, the test split evaluated at the end (summary.json)."""
+    from unireplknet.cli import main
+
+    write_shapes_folder(tmp_path / "data" / "train", length=6, size=(48, 48))
+    write_shapes_folder(tmp_path / "data" / "test", length=2, size=(48, 48), seed=7)
+    assert main([
+        "train", "--task", "segmentation", "--data", str(tmp_path / "data"), "-o", str(tmp_path / "run"),
+        "--model", "custom", "--model-args", json.dumps(TINY), "--crop-size", "32", "--seg-channels", "16",
+        "--aux-channels", "8", "--epochs", "1", "--batch-size", "2", "--num-workers", "0", "--device", "cpu",
+        "--val-split", "0.34", "--no-deploy",
+    ]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert set(summary["test"]) == {"test"} and "mIoU" in summary["test"]["test"]
+    assert "mIoU" in summary["evaluation"]["val"]

@@ -39,6 +39,7 @@ class Layers:
 
     config: dict[str, Any]
     origin: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)  # why ``auto`` chose each of its values
 
     def set_by_user(self, key: str) -> bool:
         """Whether ``key`` came from a recipe, a YAML file, a flag or a resumed checkpoint."""
@@ -100,6 +101,7 @@ def resolve_layers(
             if key in explicit:
                 continue
             layers.apply("auto", {key: value})
+            layers.reasons[key] = why
             logger.info("auto: %s = %s (%s)", key, value, why)
     for name, values in upper:
         layers.apply(name, values)

@@ -166,7 +166,8 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
                 layers.origin[key] = "auto"
                 auto_log[key] = {"value": value, "why": why}
                 logger.info("auto: %s = %s (%s)", key, value, why)
-        auto_log.update({k: {"value": cfg[k]} for k, o in layers.origin.items() if o == "auto" and k not in auto_log})
+        auto_log.update({k: {"value": cfg[k], "why": layers.reasons.get(k, "")}
+                         for k, o in layers.origin.items() if o == "auto" and k not in auto_log})
         try:
             ecfg = EngineConfig.from_dict(cfg)
         except (TypeError, ValueError) as e:
@@ -183,6 +184,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
                 from .auto import warmup_for
 
                 cfg["warmup_epochs"] = ecfg.warmup_epochs = warmup_for(epochs)
+                auto_log["warmup_epochs"] = {"value": cfg["warmup_epochs"], "why": "5% of the epochs (at most 5)"}
             auto_log["epochs"] = {"value": epochs, "why": why}
             logger.info("auto: epochs = %d (%s)", epochs, why)
             torch.manual_seed(ecfg.seed)

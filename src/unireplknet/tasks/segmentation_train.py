@@ -121,6 +121,14 @@ def _cuda(device: str) -> bool:
 
 
 def _datasets(cfg: Dict[str, Any]) -> tuple:
+    """``(train, val, tests, num_classes, class_names)`` by the shared split rules.
+
+    ``DATA/{train,val*,test*}/`` (each an ``images/`` + ``masks/`` folder) are splits; without a
+    validation split ``val_split`` of the training images is held out (seeded); ``DATA`` itself may be
+    one ``images/`` + ``masks/`` folder. Test splits are evaluated once at the end, never for selection.
+    """
+    from ..errors import DataError
+    from ..modalities.base import split_kind
     from .segmentation_data import SegmentationFolder, SegTransform, find_pairs
     from .synthetic_dense import ShapesSegmentation
 
@@ -133,22 +141,31 @@ def _datasets(cfg: Dict[str, Any]) -> tuple:
         n = int(cfg["demo_size"])
         train = ShapesSegmentation(n, size, seed=int(cfg["seed"]), transform=train_tf)
         val = ShapesSegmentation(max(8, n // 4), size, seed=int(cfg["seed"]) + 1, transform=val_tf)
-        return train, val, ShapesSegmentation.num_classes, ShapesSegmentation.class_names
+        test = ShapesSegmentation(max(8, n // 4), size, seed=int(cfg["seed"]) + 2, transform=val_tf)
+        return train, val, {"test": test}, ShapesSegmentation.num_classes, ShapesSegmentation.class_names
     root = Path(data)
     if not root.is_dir():
         raise FileNotFoundError(f"--data folder not found: {root}")
-    val_root = cfg.get("val_data")
-    if val_root is None and (root / "train").is_dir() and (root / "val").is_dir():
-        root, val_root = root / "train", root / "val"
+    splits = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and split_kind(p.name) is not None}
+    trains = [n for n in splits if split_kind(n) == "train"]
+    vals = [n for n in splits if split_kind(n) == "val"]
+    if splits and len(trains) != 1:
+        raise DataError(f"{root} has split folders ({', '.join(splits)}) but {len(trains)} training folder(s): "
+                        f"name exactly one train/")
+    if len(vals) > 1:
+        raise DataError(f"{root} has several validation folders ({', '.join(vals)}); keep one")
+    train_root = splits[trains[0]] if splits else root
+    val_root = cfg.get("val_data") or (splits[vals[0]] if vals else None)
+    test_roots = {n: p for n, p in splits.items() if split_kind(n) == "test"}
     ncls = cfg.get("num_classes")
-    train = SegmentationFolder(root, ncls, transform=train_tf, ignore_index=ign)
+    train = SegmentationFolder(train_root, ncls, transform=train_tf, ignore_index=ign)
     ncls = train.num_classes
     if val_root is not None:
         val = SegmentationFolder(val_root, ncls, transform=val_tf, ignore_index=ign)
     else:
-        pairs = find_pairs(root)
+        pairs = find_pairs(train_root)
         if len(pairs) < 2:
-            raise ValueError(f"{root} has {len(pairs)} image(s): need at least 2 to hold out a validation set")
+            raise DataError(f"{train_root} has {len(pairs)} image(s): need at least 2 to hold out a validation set")
         order = list(range(len(pairs)))
         random.Random(int(cfg["seed"])).shuffle(order)
         n_val = max(1, int(round(len(pairs) * float(cfg["val_split"]))))
@@ -157,8 +174,14 @@ def _datasets(cfg: Dict[str, Any]) -> tuple:
         train = SegmentationFolder([pairs[i] for i in train_idx], ncls, transform=train_tf, ignore_index=ign)
         val = SegmentationFolder([pairs[i] for i in val_idx], ncls, transform=val_tf, ignore_index=ign)
         train.class_names = val.class_names = names
-        _logger.info("no validation set given: holding out %d of %d images", n_val, len(pairs))
-    return train, val, ncls, train.class_names
+        _logger.info("no validation split: holding out %d of %d training images (seed %s)", n_val, len(pairs),
+                     cfg["seed"])
+    tests = {n: SegmentationFolder(p, ncls, transform=val_tf, ignore_index=ign) for n, p in test_roots.items()}
+    for name, ds in tests.items():
+        ds.class_names = train.class_names
+    _logger.info("segmentation data %s: train %d, val %d, %s", root, len(train), len(val),
+                 ", ".join(f"{n} {len(d)}" for n, d in tests.items()) or "no test split")
+    return train, val, tests, ncls, train.class_names
 
 
 def _build_model(cfg: Dict[str, Any], num_classes: int) -> Any:
@@ -184,7 +207,7 @@ def run_segmentation_training(args: argparse.Namespace) -> int:
     cfg = resolve_segmentation_config(args)
     engine.distributed.init_from_env(str(cfg["device"]))
     econf = engine.EngineConfig.from_dict({**cfg, "layer_decay": None})  # layer decay: our own groups below
-    train_set, val_set, num_classes, class_names = _datasets(cfg)
+    train_set, val_set, test_sets, num_classes, class_names = _datasets(cfg)
     torch.manual_seed(int(cfg["seed"]))
     model = _build_model(cfg, num_classes)
     ign = int(cfg["ignore_index"])
@@ -192,11 +215,26 @@ def run_segmentation_training(args: argparse.Namespace) -> int:
     train_loader = engine.make_loader(train_set, econf, train=True)
     val_loader = engine.make_loader(val_set, econf, train=False, collate_fn=collate)
     out_dir = Path(cfg["output"])
+    evaluate_fn = evaluate_segmentation(num_classes, ign, cfg["inference"], int(cfg["crop_size"]),
+                                        cfg.get("slide_stride"))
+
+    def evaluate_tests(trainer: Any, _summary: Dict[str, Any]) -> Dict[str, Any]:
+        """The selected weights, evaluated once on validation and every test split (never used to select)."""
+        import copy
+
+        selected = copy.deepcopy(trainer.model)
+        selected.load_state_dict(trainer.selected_model_weights())
+        selected.eval()
+        results = {}
+        for name, ds in [("val", val_set), *test_sets.items()]:
+            loader = engine.make_loader(ds, econf, train=False, collate_fn=collate)
+            results[name] = {k: float(v) for k, v in evaluate_fn(selected, loader, trainer.ctx).items()}
+        return {"evaluation": results, "test": {k: v for k, v in results.items() if k != "val"}}
+
     trainer = engine.Trainer(
         model, train_loader, val_loader,
         loss_fn=segmentation_loss(ign, float(cfg["aux_weight"])),
-        evaluate_fn=evaluate_segmentation(num_classes, ign, cfg["inference"], int(cfg["crop_size"]), cfg.get("slide_stride")),
-        config=econf, run_dir=out_dir,
+        evaluate_fn=evaluate_fn, config=econf, run_dir=out_dir, end_hooks=[evaluate_tests],
         full_config={k: v for k, v in cfg.items() if isinstance(v, (int, float, str, bool, list, dict, type(None)))},
     )
     trainer.optimizer = build_dense_optimizer(
