@@ -83,7 +83,7 @@ def _time_eval(model: torch.nn.Module, loader: Any, max_batches: int) -> tuple[f
 def main(argv: list[str] | None = None) -> int:
     """Build the data and both models, time them, print (and optionally save) the comparison."""
     from unireplknet import engine
-    from unireplknet.cli.forecast import auto_d_model
+    from unireplknet.runner.forecast import auto_d_model
     from unireplknet.modalities.series.datasets import build_forecast_data
     from unireplknet.tasks import forecasting as fc
 

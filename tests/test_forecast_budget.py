@@ -105,7 +105,7 @@ def test_time_budget_chooses_epochs_from_measured_steps(tmp_path, capsys):
 
 
 def test_plan_budget_caps_updates_when_one_epoch_does_not_fit(tmp_path):
-    from unireplknet.cli.forecast import plan_budget
+    from unireplknet.runner.forecast import plan_budget
     from unireplknet.modalities.series.datasets import build_forecast_data
     from unireplknet.tasks import forecasting as fc
 
@@ -123,7 +123,7 @@ def test_plan_budget_caps_updates_when_one_epoch_does_not_fit(tmp_path):
 
 
 def test_auto_d_model_keeps_long_lookback_images_small():
-    from unireplknet.cli.forecast import auto_d_model
+    from unireplknet.runner.forecast import auto_d_model
 
     assert auto_d_model(96) == 32 and auto_d_model(336) == 12 and auto_d_model(720) == 8
     assert 336 * auto_d_model(336) <= 4096

@@ -155,17 +155,11 @@ def prepare(parser: argparse.ArgumentParser, argv: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, then print the plan's outcome: the selected epoch, val/test metrics beside the baselines."""
-    if args.task == "segmentation":
-        from ..tasks.segmentation_train import run_segmentation_training
+    from ..runner import run_task
 
-        return run_segmentation_training(args)
-    if args.task == "detection":
-        from ..tasks.detection_train import run_detection_training
-
-        return run_detection_training(args)
-    from ..runner import run_training
-
-    summary = run_training(args)
+    if args.task != "classification":
+        return int(run_task(args.task, args) or 0)
+    summary = run_task("classification", args)
     if summary.get("rank", 0) != 0:  # the summary is printed once, by rank 0
         return 0
     print(format_summary(summary), file=sys.stdout)

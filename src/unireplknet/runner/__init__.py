@@ -1,16 +1,36 @@
-"""The run behind ``unireplknet train``: config layers, data plan, auto defaults, training, final test evaluation.
+"""The runs behind the commands: config layers, data plan, auto defaults, training, final test evaluation.
 
 Dependencies: core <- modalities <- tasks <- engine (task-agnostic loop) <- runner <- cli.
+Every task is run through :func:`run_task`; classification (any modality, including series
+classification) goes through :func:`unireplknet.runner.train.run_training`, segmentation and detection
+through their task modules (same split rules, run-directory files and final test evaluation), and
+forecasting through :func:`unireplknet.runner.forecast.run_forecast` (the ``forecast`` command).
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-__all__ = ["run_training"]
+from ..errors import ConfigError
+
+__all__ = ["TASKS", "run_task", "run_training"]
+
+#: task name -> (module, function) of its run; the function takes the parsed ``train`` arguments.
+TASKS: dict[str, tuple[str, str]] = {
+    "classification": ("unireplknet.runner.train", "run_training"),
+    "segmentation": ("unireplknet.tasks.segmentation_train", "run_segmentation_training"),
+    "detection": ("unireplknet.tasks.detection_train", "run_detection_training"),
+}
+
+
+def run_task(task: str, args: Any) -> Any:
+    """Run ``task`` with the parsed arguments (a summary dict for classification, an exit code otherwise)."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose from {', '.join(TASKS)} (forecasting: 'unireplknet forecast')")
+    module, name = TASKS[task]
+    return getattr(importlib.import_module(module), name)(args)
 
 
 def run_training(args: Any) -> dict:
     """See :func:`unireplknet.runner.train.run_training`."""
-    from .train import run_training as _run
-
-    return _run(args)
+    return run_task("classification", args)
