@@ -88,9 +88,10 @@ def _auto_after_data(layers: Layers, task: Any, device: str) -> dict[str, tuple[
         small = max(4, n // 4)
         chosen["batch_size"] = (small, f"only {n} training samples: at least 4 batches per epoch")
     if not layers.set_by_user("num_workers"):
-        chosen["num_workers"] = (0 if n <= 5000 and cfg.get("modality") == "image" else 2,
-                                 "few small files: worker processes cost more than they save" if n <= 5000
-                                 else "decode in 2 worker processes")
+        if n <= 5000 and cfg.get("modality") == "image":
+            chosen["num_workers"] = (0, "few small images: worker processes cost more than they save")
+        else:
+            chosen["num_workers"] = (2, "decoding (audio, video, point files) runs beside training in 2 processes")
     return {k: v for k, v in chosen.items() if not layers.set_by_user(k)}
 
 
