@@ -222,6 +222,9 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
                           end_hooks=[plan_record, evaluate_selected, baselines])
         summary = trainer.fit(resume=getattr(args, "resume", None))
         summary["rank"] = info.rank
+        # rank 0 did the end-of-run work (test evaluation, deploy export) alone: the others wait for it
+        # here rather than tearing their side of the process group down under it
+        distributed.barrier()
     finally:
         if lock is not None:
             lock.release()

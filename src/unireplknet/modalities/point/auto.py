@@ -71,14 +71,21 @@ def auto_config(cfg: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
             continue
     if not clouds:
         return {}
+    out: dict[str, tuple[Any, str]] = {}
+    points = int(cfg.get("num_points") or 1024)
+    side = int(min(224, max(32, 2 ** round(math.log2(math.sqrt(points))))))
+    out["input_size"] = (side, f"{points} sampled points: views of about sqrt({points}) px a side hold about one "
+                               f"point per pixel (power of two, 32-224); larger views of few points are mostly empty")
+    out["splat"] = (1, "one pixel per point at that resolution")
     up = str(cfg.get("up_axis") or "y")
     share = upright_share(clouds, AXES.get(up, 1))
     measured = (f"{100 * share:.0f} % of {len(clouds)} sampled clouds have a principal axis within "
                 f"{ALIGNED_DEG:g}° of the up axis {up}")
     if share >= UPRIGHT_SHARE:
-        return {}
+        return out
     why = f"{measured}: arbitrarily oriented data"
     return {
+        **out,
         "canonical_pose": (True, f"{why}, project each cloud in its PCA frame"),
         "rotation": ("so3", f"{why}, train over all rotations"),
         "vote_views": (4, f"{why}, vote over the 4 sign choices of the PCA frame"),
