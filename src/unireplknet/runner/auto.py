@@ -85,20 +85,19 @@ def warmup_for(epochs: int) -> float:
     return float(min(5.0, max(0.2, math.floor(epochs * 0.05 * 10) / 10)))
 
 
-def probe_step(model: Any, loader: Any, loss_fn: Callable, config: Any,
+def probe_step(model: Any, loader: Any, loss_fn: Callable, device: Any,
                batch_transform: Optional[Callable] = None) -> Callable[[], int]:
     """A function running one real training step (forward, backward, AdamW) of ``model`` on the next batch
-    of ``loader``; returns the batch size. The model's weights change: rebuild it afterwards."""
+    of ``loader`` on ``device``; returns the batch size. Inputs may be tensors or dicts of tensors. The
+    model's weights change: rebuild it (or probe a copy)."""
     import torch
 
-    from ..engine.distributed import resolve_device
-
-    device = resolve_device(config.device)
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
     batches = iter(loader)
+
+    def move(obj: Any) -> Any:
+        return {k: v.to(device) for k, v in obj.items()} if isinstance(obj, dict) else obj.to(device)
 
     def step() -> int:
         nonlocal batches
@@ -107,13 +106,13 @@ def probe_step(model: Any, loader: Any, loss_fn: Callable, config: Any,
         except StopIteration:
             batches = iter(loader)
             x, y = next(batches)
-        x, y = x.to(device), y.to(device)
+        x, y = move(x), move(y)
         if batch_transform is not None:
             x, y = batch_transform(x, y)
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return int(x.shape[0])
+        return int(len(y))
 
     return step

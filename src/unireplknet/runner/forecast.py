@@ -96,35 +96,6 @@ def choose_anchor(periods: list[int], loader: Any, evaluate: Any, pred_len: int,
     return (min(scores, key=scores.get) if scores else None), scores
 
 
-def _step_fn(model: Any, loader: Any, device: Any) -> Any:
-    """One real training step (forward, MSE, backward, AdamW) on the next batch; returns the batch size."""
-    import torch
-
-    from unireplknet.tasks.forecasting import forecast_loss
-
-    model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    batches = iter(loader)
-
-    def move(obj: Any) -> Any:
-        return {k: v.to(device) for k, v in obj.items()} if isinstance(obj, dict) else obj.to(device)
-
-    def step() -> int:
-        nonlocal batches
-        try:
-            x, y = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            x, y = next(batches)
-        loss = forecast_loss(model(move(x)), move(y))
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return int(len(y))
-
-    return step
-
-
 def plan_budget(model: Any, loaders: dict, minutes: float, max_epochs: int, batch_size: int, device: Any,
                 choose_threads: bool) -> dict[str, Any]:
     """Epochs (and, if one epoch does not fit, updates per epoch) for ``minutes`` of training.
@@ -139,7 +110,8 @@ def plan_budget(model: Any, loaders: dict, minutes: float, max_epochs: int, batc
 
     import torch
 
-    from unireplknet.runner.auto import BUDGET_FRACTION, budget_epochs
+    from unireplknet.runner.auto import BUDGET_FRACTION, budget_epochs, probe_step
+    from unireplknet.tasks.forecasting import forecast_loss
 
     n_train = len(loaders["train"].dataset)
     n_eval = len(loaders["val"].dataset)
@@ -150,7 +122,7 @@ def plan_budget(model: Any, loaders: dict, minutes: float, max_epochs: int, batc
         """(epochs, why, seconds of the timed steps, estimated seconds per epoch)."""
         if threads is not None:
             torch.set_num_threads(threads)
-        step = _step_fn(copy.deepcopy(model), loaders["train"], device)
+        step = probe_step(copy.deepcopy(model), loaders["train"], forecast_loss, device)
         timed: list[tuple[float, int]] = []
 
         def timed_step() -> int:

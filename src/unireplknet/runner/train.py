@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import ConfigError, DataError, UserError
+from ..errors import ConfigError, DataError
 from .config import RUNNER_DEFAULTS, Layers, resolve_layers
 
 __all__ = ["run_training", "known_keys", "default_output"]
@@ -236,7 +236,13 @@ def _budget(model: Any, loader: Any, parts: dict, ecfg: Any, task: Any, cfg: dic
     """Time a few real training steps of ``model`` and convert ``time_budget`` minutes into epochs."""
     from .auto import budget_epochs, probe_step
 
-    step = probe_step(model, loader, parts["loss_fn"], ecfg, parts["train_batch_transform"])
+    from ..engine.distributed import resolve_device
+
+    if ecfg.num_threads:
+        import torch
+
+        torch.set_num_threads(ecfg.num_threads)
+    step = probe_step(model, loader, parts["loss_fn"], resolve_device(ecfg.device), parts["train_batch_transform"])
     n_eval = len(task.val) * max(1, task.eval_views)
     return budget_epochs(step, n_train=len(task.train), n_eval=n_eval, batch_size=ecfg.batch_size,
                          minutes=float(cfg.get("time_budget") or 15.0))
