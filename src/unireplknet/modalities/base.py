@@ -400,7 +400,7 @@ def scan_splits(
     if val is None:
         train, val = carve_val(train, val_fraction, seed)
         sources["val"] = f"{val_fraction:g} of the training files per class (seed {seed})"
-        sources["train"] += f" minus validation"
+        sources["train"] += " minus validation"
     return finalize_splits(Splits(layout, train, val, tests, sources), str(data))
 
 

@@ -50,7 +50,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Item = tuple[Path, tuple[str, ...]]
 
 
 class AudioClassificationDataset(Dataset):
