@@ -31,7 +31,6 @@ from unireplknet.modalities.point.io import (
     POINT_SUFFIXES,
     PointSplit,
     detect_layout,
-    read_class_folders,
     read_modelnet_h5,
     read_modelnet_resampled,
     read_points,
