@@ -157,12 +157,17 @@ def run(args: argparse.Namespace) -> int:
     """Train, then print the plan's outcome: the selected epoch, val/test metrics beside the baselines."""
     from ..runner import run_task
 
-    if args.task != "classification":
-        return int(run_task(args.task, args) or 0)
-    summary = run_task("classification", args)
-    if summary.get("rank", 0) != 0:  # the summary is printed once, by rank 0
+    summary = run_task(args.task, args)
+    if not isinstance(summary, dict):  # segmentation reports through its log and run files
+        return int(summary or 0)
+    if summary.get("rank", 0) != 0 or not summary.get("files"):  # printed once, by rank 0
         return 0
-    print(format_summary(summary), file=sys.stdout)
+    if args.task == "detection":
+        from ..tasks.detection_train import format_detection_summary
+
+        print(format_detection_summary(summary), file=sys.stdout)
+    else:
+        print(format_summary(summary), file=sys.stdout)
     return 0
 
 

@@ -485,7 +485,7 @@ def prescan(
     check: Callable[[Path], None],
     *,
     name: str,
-    skip_bad: bool = True,
+    skip_bad: Optional[bool] = True,
     workers: Optional[int] = None,
     cache: bool = True,
 ) -> Splits:
@@ -493,7 +493,8 @@ def prescan(
 
     Results are cached per (path, size, mtime) under ``~/.cache/unireplknet`` (``UNIREPLKNET_CACHE``),
     keyed by ``name`` (the modality and the check's options). Unreadable files are removed from
-    their split with one warning (count and first paths), or, with ``skip_bad=False``, raise
+    their split with one warning (count and first paths; ``skip_bad`` None, the config's unset value, is True), or,
+    with ``skip_bad=False``, raise
     :class:`BadFileError` for the first. A split left empty raises :class:`DataError`.
     """
     cache_file = _cache_dir() / f"prescan-{hashlib.sha1(name.encode()).hexdigest()[:12]}.json"
@@ -535,7 +536,7 @@ def prescan(
     if not bad:
         return splits
     first = sorted(bad)[:3]
-    if not skip_bad:
+    if skip_bad is False:
         f = first[0]
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise BadFileError(str(f), bad[f] + more)

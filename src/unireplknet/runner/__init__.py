@@ -24,7 +24,7 @@ TASKS: dict[str, tuple[str, str]] = {
 
 
 def run_task(task: str, args: Any) -> Any:
-    """Run ``task`` with the parsed arguments (a summary dict for classification, an exit code otherwise)."""
+    """Run ``task`` with the parsed arguments: a summary dict (classification, detection) or an exit code (segmentation)."""
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose from {', '.join(TASKS)} (forecasting: 'unireplknet forecast')")
     module, name = TASKS[task]

@@ -562,16 +562,14 @@ def _plan_lines(cfg: Dict[str, Any], train: Any, val: Any, tests: Dict[str, Any]
     return lines
 
 
-def run_detection_training(args: argparse.Namespace) -> int:
-    """Train Faster R-CNN as the parsed ``train --task detection`` arguments say; print the outcome; return 0.
+def run_detection_training(args: argparse.Namespace) -> Dict[str, Any]:
+    """Train Faster R-CNN as the parsed ``train --task detection`` arguments say; returns the summary
+    (the CLI prints it with :func:`format_detection_summary`).
 
     Writes the engine's run files (``last.pt``, ``best.pt``, ``metrics.csv``, ``summary.json`` with the final
     ``evaluation``/``test`` results), ``model.json``, ``config.yaml``, ``splits/*.csv`` and ``predictions.png``.
     """
-    summary = train_detection(args)
-    if summary.get("files") is not None:
-        _print_cli_summary(summary)
-    return 0
+    return train_detection(args)
 
 
 def train_detection(args: argparse.Namespace) -> Dict[str, Any]:
@@ -711,8 +709,3 @@ def format_detection_summary(summary: Dict[str, Any]) -> str:
     for k, v in (summary.get("files") or {}).items():
         lines.append(f"{k}: {v}")
     return "\n".join(lines)
-
-
-def _print_cli_summary(summary: Dict[str, Any]) -> None:
-    """CLI output (the one place this module prints): the end-of-run summary on stdout."""
-    print(format_detection_summary(summary), flush=True)

@@ -135,7 +135,9 @@ def log_mel_stats(paths: Iterable[Path], config: AudioConfig = AudioConfig()) ->
 # ----------------------------------------------------------------------------------------------
 # The engine plug-in (see docs/engine.md): flags, defaults, recipes, task data, predict input.
 
-CONFIG_DEFAULTS: dict[str, Any] = {
+#: The original (AST, Speech Commands V2) front-end and its augmentation: the defaults and the
+#: ``speech_commands`` recipe share it.
+_ORIGINAL_FRONT_END: dict[str, Any] = {
     "sample_rate": 16000,
     "num_mel_bins": 128,
     "target_frames": 128,
@@ -147,6 +149,10 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "audio_noise": True,
     "wave_mixup": 0.6,
     "wave_mixup_alpha": 10.0,
+}
+
+CONFIG_DEFAULTS: dict[str, Any] = {
+    **_ORIGINAL_FRONT_END,
     "speed_perturb": 0.1,
     "pitch_shift": 0.0,
     "pitch_prob": 0.5,
@@ -207,17 +213,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "smoothing": 0.0,
         "mixup": 0.0,
         "cutmix": 0.0,
-        "sample_rate": 16000,
-        "num_mel_bins": 128,
-        "target_frames": 128,
-        "fbank_window": "hanning",
-        "audio_mean": SPEECH_COMMANDS_MEAN,
-        "audio_std": SPEECH_COMMANDS_STD,
-        "freq_mask": 48,
-        "time_mask": 48,
-        "audio_noise": True,
-        "wave_mixup": 0.6,
-        "wave_mixup_alpha": 10.0,
+        **_ORIGINAL_FRONT_END,
         **_ROBUSTNESS_OFF,
     },
     # keyword spotting on a small CPU: ~1 s clips as 64 mel bins x 100 frames, a 0.35M-parameter network
@@ -392,8 +388,7 @@ def build_task_data(args: argparse.Namespace) -> TaskData:
         data = build_spoken_words(Path(getattr(args, "output", None) or "runs/demo-audio") / "spoken_words",
                                   int(_get(args, "demo_words")), int(_get(args, "demo_repeats")), seed)
     splits = audio_splits(data, args)
-    skip = getattr(args, "skip_bad_files", None)
-    prescan(splits, check_audio, name="audio-decode", skip_bad=True if skip is None else bool(skip))
+    prescan(splits, check_audio, name="audio-decode", skip_bad=getattr(args, "skip_bad_files", None))
     class_names = splits.classes
     multi = _get(args, "multi_label")
     multi_label = bool(multi) if multi is not None else splits.multi_label

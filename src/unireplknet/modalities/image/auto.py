@@ -15,11 +15,14 @@ SAMPLE = 200
 
 
 def _sample_files(data: Path, seed: int) -> list[Path]:
-    if data.is_file():  # a CSV list: its first column
+    if data.is_file():  # a CSV list: its training rows only (test rows are never looked at before the end)
         import csv
 
+        from ..base import split_kind
+
         with data.open(newline="") as f:
-            rows = [r.get("path", "") for r in csv.DictReader(f)]
+            rows = [r.get("path", "") for r in csv.DictReader(f)
+                    if not (r.get("split") or "").strip() or split_kind(r["split"]) == "train"]
         files = [(data.parent / r.strip()) for r in rows if r.strip()]
     else:
         root = data / "train" if (data / "train").is_dir() else data

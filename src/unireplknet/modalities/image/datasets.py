@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -22,10 +22,10 @@ from ..._extras import require
 from .transforms import IMAGE_EXTENSIONS, PRESETS, build_transform, default_stats, load_image
 from ...recipes import IMAGENET_RECIPES
 from ...errors import DataError
-from ..base import NamedFileErrors, TaskData, class_folder_items, prescan, scan_splits
+from ..base import NamedFileErrors, TaskData, prescan, scan_splits
 
 __all__ = [
-    "CONFIG_DEFAULTS", "DEMO_DEFAULTS", "RECIPES", "ImageFileDataset", "DigitsDataset", "scan_image_folder",
+    "CONFIG_DEFAULTS", "DEMO_DEFAULTS", "RECIPES", "ImageFileDataset", "DigitsDataset",
     "check_image", "digits_demo", "add_train_args", "build_task_data", "load_for_predict", "transform_kwargs",
 ]
 
@@ -116,37 +116,6 @@ def check_image(path: Path) -> None:
     Image = require("PIL.Image", "train", "reading images")
     with Image.open(path) as im:
         im.load()
-
-
-def scan_image_folder(
-    root: str | Path, class_to_idx: Optional[dict[str, int]] = None, verify: bool = True
-) -> tuple[list[tuple[str, int]], list[str]]:
-    """``root/<class>/<image>`` → ``(path, index)`` samples and class names (unreadable files skipped)."""
-    root = Path(root)
-    if not root.exists():
-        raise FileNotFoundError(f"data directory not found: {root}")
-    if not root.is_dir():
-        raise NotADirectoryError(f"not a directory: {root}")
-    items = class_folder_items(root, IMAGE_EXTENSIONS)
-    classes = sorted({lab[0] for _, lab in items}) if class_to_idx is None else sorted(class_to_idx, key=class_to_idx.get)
-    index = {c: i for i, c in enumerate(classes)}
-    unknown = sorted({lab[0] for _, lab in items} - set(index))
-    if unknown:
-        raise DataError(f"{root} has class folder(s) not in the training set: {', '.join(unknown[:10])}")
-    if verify:
-        ok = [f for f, _ in items if _readable(f)]
-        if len(ok) < len(items):
-            logger.warning("skipped %d unreadable image(s) in %s", len(items) - len(ok), root)
-        items = [(f, lab) for f, lab in items if f in set(ok)]
-    return [(str(f), index[lab[0]]) for f, lab in items], classes
-
-
-def _readable(path: Path) -> bool:
-    try:
-        check_image(path)
-        return True
-    except Exception:
-        return False
 
 
 def transform_kwargs(args: Any) -> dict[str, Any]:
@@ -247,8 +216,7 @@ def build_task_data(args: argparse.Namespace) -> TaskData:
         data_root=getattr(args, "data_root", None), allow_outside_root=bool(getattr(args, "allow_outside_root", False)),
     )
     if bool(getattr(args, "verify_images", True)):
-        skip = getattr(args, "skip_bad_files", None)
-        prescan(splits, check_image, name="image-decode", skip_bad=True if skip is None else bool(skip))
+        prescan(splits, check_image, name="image-decode", skip_bad=getattr(args, "skip_bad_files", None))
     index = splits.class_index()
 
     def dataset(items: list, tf: Any) -> Dataset:

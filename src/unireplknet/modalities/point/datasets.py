@@ -423,8 +423,7 @@ def point_splits(args: argparse.Namespace) -> tuple[dict[str, PointSplit], Optio
     splits = scan_splits(data, POINT_SUFFIXES + MESH_SUFFIXES, val_data=val_data, val_fraction=fraction, seed=seed,
                          data_root=getattr(args, "data_root", None),
                          allow_outside_root=bool(getattr(args, "allow_outside_root", False)))
-    skip = getattr(args, "skip_bad_files", None)
-    prescan(splits, lambda p: read_points(p), name="point-read", skip_bad=True if skip is None else bool(skip))
+    prescan(splits, read_points, name="point-read", skip_bad=getattr(args, "skip_bad_files", None))
     index = splits.class_index()
     return {name: PointSplit([Path(f) for f, _ in items], np.asarray([index[lab[0]] for _, lab in items], np.int64),
                              list(splits.classes), read_points)

@@ -2,19 +2,8 @@
 from __future__ import annotations
 
 from ..base import Modality
-from . import datasets as _d
+from . import datasets
 from .auto import auto_config
 
-PLUGIN = Modality(
-    name="point",
-    description="point clouds as depth views",
-    config_defaults=_d.CONFIG_DEFAULTS,
-    demo_defaults=_d.DEMO_DEFAULTS,
-    recipes=_d.RECIPES,
-    add_args=_d.add_train_args,
-    build=_d.build_task_data,
-    load_for_predict=_d.load_for_predict,
-    auto=auto_config,
-    extensions=tuple(_d.POINT_EXTENSIONS),
-    baseline_features=_d.baseline_features,
-)
+PLUGIN = Modality.from_module("point", "point clouds as depth views", datasets, auto=auto_config,
+                              extensions=datasets.POINT_EXTENSIONS, baseline_features=datasets.baseline_features)

@@ -844,8 +844,7 @@ def build_task_data(args: argparse.Namespace) -> TaskData:
         raise DataError("--modality video has no built-in demo: pass --data (split or class folders, or a CSV "
                         "path,label[,start,end]); examples/video_motion.py generates a small camera-motion set")
     splits, records = video_splits(args)
-    skip = getattr(args, "skip_bad_files", None)
-    prescan(splits, check_video, name="video-first-frame", skip_bad=True if skip is None else bool(skip))
+    prescan(splits, check_video, name="video-first-frame", skip_bad=getattr(args, "skip_bad_files", None))
     index = splits.class_index()
 
     def recs(name: str, items: list) -> list[VideoRecord]:
