@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "SPLIT-NNNNNN.tar with an index.json; train with --data OUTPUT.")
     p.add_argument("--data", required=True, help="folder or CSV list (the layouts of `unireplknet train --data`)")
     p.add_argument("-o", "--output", required=True, help="folder to write the shards and index.json into")
-    p.add_argument("--modality", default="image", help="which file extensions are data (default image)")
+    p.add_argument("--modality", default="image",
+                   help="image, audio, video, point or series: whose layouts are read and how samples are stored")
     p.add_argument("--max-size", type=float, default=1024.0, help="largest shard in MB (default 1024)")
     p.add_argument("--max-count", type=int, default=100_000, help="most samples per shard (default 100000)")
     p.add_argument("--val-data", default=None, help="validation data (default: DATA/val, else carved from train)")
@@ -34,13 +35,13 @@ def run(args: argparse.Namespace) -> int:
     from unireplknet.errors import ConfigError, DataError
     from unireplknet.modalities import get_modality
     from unireplknet.modalities.base import scan_splits
-    from unireplknet.modalities.shards import INDEX_NAME, write_shards
+    from unireplknet.modalities.shards import INDEX_NAME, file_samples, write_shards
 
     if args.max_size <= 0 or args.max_count <= 0:
         raise ConfigError("--max-size and --max-count must be positive")
     modality = get_modality(args.modality)
-    if not modality.extensions:
-        raise ConfigError(f"modality {modality.name} reads no files that can be sharded")
+    if modality.shards is None and not modality.extensions:
+        raise ConfigError(f"modality {modality.name} cannot be written as shards")
     out = Path(args.output)
     if out.exists() and any(out.glob("*.tar")) and not args.force:
         raise DataError(f"{out} already holds shards: choose another --output or pass --force")
@@ -48,8 +49,12 @@ def run(args: argparse.Namespace) -> int:
         for old in list(out.glob("*.tar")) + [out / INDEX_NAME]:
             if old.exists():
                 old.unlink()
-    splits = scan_splits(args.data, modality.extensions, val_data=args.val_data, val_fraction=args.val_fraction,
-                         seed=args.seed, data_root=args.data_root, allow_outside_root=args.allow_outside_root)
+    if modality.shards is not None and modality.shards.samples is not None:
+        samples, classes, sources = modality.shards.samples(args)  # the modality's own layouts
+    else:
+        splits = scan_splits(args.data, modality.extensions, val_data=args.val_data, val_fraction=args.val_fraction,
+                             seed=args.seed, data_root=args.data_root, allow_outside_root=args.allow_outside_root)
+        samples, classes, sources = file_samples(splits), list(splits.classes), dict(splits.sources)
 
     def report(split: str, entries: list) -> None:
         n = sum(e["count"] for e in entries)
@@ -59,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
             f"{split}-{{{names[0][-10:-4]}..{names[-1][-10:-4]}}}.tar"
         print(f"{split}: {n} samples in {len(entries)} shard(s), {size:.1f} MB -> {out / pattern}")
 
-    write_shards(splits, out, max_bytes=int(args.max_size * 1e6), max_count=args.max_count, seed=args.seed,
-                 modality=modality.name, progress=report)
-    print(f"index: {out / INDEX_NAME} ({len(splits.classes)} classes); train with: unireplknet train --data {out}")
+    write_shards(samples, out, max_bytes=int(args.max_size * 1e6), max_count=args.max_count, seed=args.seed,
+                 modality=modality.name, classes=classes, sources=sources, progress=report)
+    print(f"index: {out / INDEX_NAME} ({len(classes)} classes); train with: unireplknet train "
+          f"--modality {modality.name} --data {out}")
     return 0

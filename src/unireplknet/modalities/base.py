@@ -52,7 +52,7 @@ from ..errors import BadFileError, DataError
 __all__ = [
     "TaskData", "Modality", "Splits", "Item", "split_kind", "scan_splits", "finalize_splits", "carve_val",
     "read_file_list", "plan_lines", "save_split_lists", "prescan", "NamedFileErrors", "LABEL_SEPARATOR",
-    "VAL_NAMES",
+    "VAL_NAMES", "ShardCodec", "ShardSample",
 ]
 
 logger = logging.getLogger(__name__)
@@ -115,6 +115,68 @@ class TaskData:
 
 
 # ----------------------------------------------------------------------------- the plug-in
+#: one sample to write into a shard: ``(data member extension, bytes of the member, label name)``; the
+#: bytes are a thunk so a split is never held in memory.
+ShardSample = tuple[str, Callable[[], bytes], str]
+
+
+@dataclass(frozen=True)
+class ShardCodec:
+    """How a modality's samples are written to and read from tar shards (:mod:`.shards`, docs/scale.md).
+
+    * ``keys``: member extensions holding a sample's data (``("wav", "flac")``);
+    * ``decoder(args)``: ``decode(bytes, ext) -> raw sample`` (a waveform, a cloud, ...), the modality's own reader;
+    * ``transform(args, train)``: raw sample -> model input (the modality's own transform; streaming uses it);
+    * ``fields(args)``: the :class:`TaskData` fields that depend on the options (``in_chans``, ``input_size``,
+      ``eval_views``, ``meta``, ...);
+    * ``dataset(args, source, train)`` (optional): the modality's own dataset class over a map-style
+      :class:`~.shards.ShardDataset` ``source`` (whose items are ``(raw sample, class index)``), for what a
+      per-sample transform cannot do (mixup partners, cached sampling); default ``source`` with ``transform``;
+    * ``samples(args)`` (optional): for ``unireplknet shard``, ``({split: [ShardSample]}, classes, sources)``
+      from the modality's own layouts; default: the files found by :func:`scan_splits`, written as they are;
+    * ``tasks(args, sets, classes)`` (optional): the whole :class:`TaskData` from the map-style splits
+      (for modalities whose datasets need all samples at once, e.g. training-set statistics);
+    * ``stream``: whether :class:`~.shards.ShardIterableDataset` can read it (a per-sample transform suffices).
+    """
+
+    keys: tuple[str, ...]
+    decoder: Callable[[argparse.Namespace], Callable[[bytes, str], Any]]
+    transform: Callable[[argparse.Namespace, bool], Callable[[Any], Any]]
+    fields: Callable[[argparse.Namespace], dict[str, Any]]
+    dataset: Optional[Callable[[argparse.Namespace, Dataset, bool], Dataset]] = None
+    samples: Optional[Callable[[argparse.Namespace], tuple[dict[str, list[ShardSample]], list[str], dict[str, str]]]] = None
+    tasks: Optional[Callable[[argparse.Namespace, dict[str, Dataset], list[str]], TaskData]] = None
+    stream: bool = True
+
+
+def _with_shards(build: Callable[[argparse.Namespace], TaskData], codec: ShardCodec,
+                 name: str) -> Callable[[argparse.Namespace], TaskData]:
+    """``build`` preceded by the shard reader: ``--data`` naming shards is read through ``codec``."""
+
+    def build_or_shards(args: argparse.Namespace) -> TaskData:
+        from .shards import codec_task_data  # imported here: shards.py imports this module
+
+        task = codec_task_data(args, codec, name)
+        return task if task is not None else build(args)
+
+    build_or_shards.__doc__ = build.__doc__
+    return build_or_shards
+
+
+def _with_shard_auto(auto: Callable[[Mapping[str, Any]], dict], codec: Optional[ShardCodec]) -> Callable:
+    """``auto`` that, for shards or a Hugging Face data set, runs on a sample of training members extracted to
+    a temporary folder (class folders), so every modality's own rules apply unchanged."""
+
+    def auto_or_sampled(cfg: Mapping[str, Any]) -> dict:
+        from .shards import auto_on_sample  # imported here: shards.py imports this module
+
+        out = auto_on_sample(auto, cfg, codec)
+        return auto(cfg) if out is None else out
+
+    auto_or_sampled.__doc__ = auto.__doc__
+    return auto_or_sampled
+
+
 @dataclass(frozen=True)
 class Modality:
     """What a modality registers (see ``modalities/__init__.py``).
@@ -136,16 +198,25 @@ class Modality:
     extensions: tuple[str, ...] = ()
     #: ``baseline_features(task) -> {name: feature function}``: extra simple-baseline features (optional)
     baseline_features: Optional[Callable[[TaskData], dict[str, Callable]]] = None
+    #: how this modality's samples live in tar shards (``unireplknet shard``, ``--data SHARDS``); None: not shardable
+    shards: Optional[ShardCodec] = None
 
     @classmethod
     def from_module(cls, name: str, description: str, module: Any, *, auto: Optional[Callable] = None,
-                    extensions: Sequence[str] = (), baseline_features: Optional[Callable] = None) -> "Modality":
+                    extensions: Sequence[str] = (), baseline_features: Optional[Callable] = None,
+                    shards: Optional[ShardCodec] = None) -> "Modality":
         """The plug-in of a modality whose ``datasets`` module follows the convention: ``CONFIG_DEFAULTS``,
-        ``DEMO_DEFAULTS``, ``RECIPES``, ``add_train_args``, ``build_task_data``, ``load_for_predict``."""
+        ``DEMO_DEFAULTS``, ``RECIPES``, ``add_train_args``, ``build_task_data``, ``load_for_predict``.
+
+        With ``shards``, ``build`` reads ``--data`` naming tar shards through it (:mod:`.shards`), and ``auto``
+        runs on a sample of the shards' (or a Hugging Face data set's) training members."""
+        build = module.build_task_data if shards is None else _with_shards(module.build_task_data, shards, name)
+        if auto is not None:
+            auto = _with_shard_auto(auto, shards)
         return cls(name=name, description=description, config_defaults=module.CONFIG_DEFAULTS,
                    demo_defaults=module.DEMO_DEFAULTS, recipes=module.RECIPES, add_args=module.add_train_args,
-                   build=module.build_task_data, load_for_predict=module.load_for_predict, auto=auto,
-                   extensions=tuple(extensions), baseline_features=baseline_features)
+                   build=build, load_for_predict=module.load_for_predict, auto=auto,
+                   extensions=tuple(extensions), baseline_features=baseline_features, shards=shards)
 
     def arg_keys(self) -> set[str]:
         """The config keys (argparse dests) that :attr:`add_args` defines."""

@@ -29,7 +29,8 @@ from torch.utils.data import Dataset
 from ..errors import BadFileError, DataError, MissingExtraError
 from .base import VAL_NAMES, TaskData, carve_val, split_kind
 
-__all__ = ["is_hf_spec", "load_hf_splits", "HFImageDataset", "task_data_from_hf", "image_task_data"]
+__all__ = ["is_hf_spec", "load_hf_splits", "HFImageDataset", "task_data_from_hf", "image_task_data",
+           "sample_training_images"]
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +220,52 @@ def task_data_from_hf(args: argparse.Namespace, train_tf: Any, eval_tf: Any, *, 
     return TaskData(train=train, val=val, tests=tests, num_classes=len(names), class_names=names,
                     in_chans=in_chans, input_size=input_size,
                     meta={"source": str(data), "format": "huggingface", "plan": plan})
+
+
+def sample_training_images(data: str, n: int, seed: int = 0) -> list[tuple[str, str, bytes, str]]:
+    """Up to ``n`` seeded rows of the training split of ``data`` as ``(key, "png", PNG bytes, label name)``,
+    for ``auto``'s rules (which read image files). Only the training split is read; counts and class
+    names come from the data set's features, not from a scan."""
+    import random
+
+    parts = load_hf_splits(str(data))
+    train_name = next((name for name in parts if split_kind(name) == "train"), None)
+    if train_name is None:
+        return []
+    ds = parts[train_name]
+    image_col = _column(ds, IMAGE_COLUMNS, "image", str(data))
+    label_col = _column(ds, LABEL_COLUMNS, "label", str(data))
+    feature = ds.features.get(label_col)
+    names = list(feature.names) if hasattr(feature, "names") else None
+    rows = list(range(len(ds)))
+    random.Random(seed).shuffle(rows)
+    out = []
+    for row in rows[:n]:
+        item = ds[row]
+        try:
+            img = _to_pil(item[image_col], 3)
+            raw = _to_pil(item[image_col], 1) if _is_gray(item[image_col]) else img
+        except Exception:  # an unreadable row is reported when it is trained on
+            continue
+        buf = io.BytesIO()
+        raw.save(buf, format="PNG")
+        label = item[label_col]
+        out.append((str(row), "png", buf.getvalue(), names[label] if names and isinstance(label, int)
+                    and 0 <= label < len(names) else str(label)))
+    return out
+
+
+def _is_gray(value: Any) -> bool:
+    from PIL import Image
+
+    try:
+        if isinstance(value, dict) and value.get("bytes"):
+            value = Image.open(io.BytesIO(value["bytes"]))
+        elif isinstance(value, (bytes, bytearray)):
+            value = Image.open(io.BytesIO(value))
+        return isinstance(value, Image.Image) and value.mode in ("L", "1", "I;16", "I", "F", "LA")
+    except Exception:
+        return False
 
 
 def image_task_data(args: argparse.Namespace, train_tf: Any, eval_tf: Any) -> Optional[TaskData]:

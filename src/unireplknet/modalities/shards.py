@@ -60,12 +60,13 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from ..errors import BadFileError, DataError
-from .base import VAL_NAMES, Splits, TaskData, carve_val, split_kind
+from .base import VAL_NAMES, ShardSample, Splits, TaskData, carve_val, split_kind
 
 __all__ = [
     "INDEX_NAME", "LABEL_EXTENSIONS", "expand_braces", "is_shard_spec", "shard_split_name", "scan_shard",
     "ShardIndex", "load_shard_index", "build_map_datasets", "ShardDataset", "ShardIterableDataset", "ShardWriter", "write_shards",
-    "decode_image", "task_data_from_shards", "DecodeFn",
+    "decode_image", "task_data_from_shards", "DecodeFn", "STREAM_PREFIX", "stream_spec", "map_splits",
+    "stream_splits", "codec_task_data", "training_members", "auto_on_sample", "file_samples",
 ]
 
 logger = logging.getLogger(__name__)
@@ -102,12 +103,23 @@ def _is_url(s: str) -> bool:
     return s.startswith(("http://", "https://", "file://"))
 
 
+STREAM_PREFIX = "stream:"
+
+
+def stream_spec(data: Any) -> tuple[str, bool]:
+    """``(spec, streaming)``: ``--data stream:SPEC`` asks for the streaming reader; shards given by URL always stream."""
+    s = str(data)
+    if s.startswith(STREAM_PREFIX):
+        return s[len(STREAM_PREFIX):], True
+    return s, any(_is_url(part.strip()) for part in s.split("::"))
+
+
 def is_shard_spec(data: Any) -> bool:
     """Whether ``--data`` names shards: a folder with a shard ``index.json``, a brace pattern of
-    ``.tar`` files, a ``.tar`` file, or an http(s) URL of one."""
+    ``.tar`` files, a ``.tar`` file, or an http(s) URL of one (each optionally prefixed ``stream:``)."""
     if data is None:
         return False
-    s = str(data)
+    s = stream_spec(data)[0]
     if any(part.strip().endswith(".tar") for part in s.split("::")) and ("{" in s or "::" in s or _is_url(s)):
         return True
     p = Path(s)
@@ -237,9 +249,15 @@ class ShardIndex:
         return sum(self.counts[s] for s in self.shards.get(split, []))
 
 
-def _read_index(path: Path) -> dict[str, Any]:
+def _read_index(path: Path | str) -> dict[str, Any]:
     try:
-        obj = json.loads(path.read_text())
+        if _is_url(str(path)):
+            import urllib.request
+
+            with urllib.request.urlopen(str(path)) as f:  # noqa: S310 - the user's own data URL
+                obj = json.loads(f.read().decode("utf-8"))
+        else:
+            obj = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read the shard index ({e})") from None
     if not isinstance(obj, dict) or obj.get("format") != INDEX_FORMAT or not isinstance(obj.get("shards"), list):
@@ -249,6 +267,7 @@ def _read_index(path: Path) -> dict[str, Any]:
 
 def load_shard_index(data: str) -> ShardIndex:
     """The :class:`ShardIndex` of a ``--data`` value naming shards (see :func:`is_shard_spec`)."""
+    data = stream_spec(data)[0]
     p = Path(data)
     index_obj: Optional[dict[str, Any]] = None
     if p.is_dir():
@@ -258,7 +277,12 @@ def load_shard_index(data: str) -> ShardIndex:
     else:
         files = [f for part in str(data).split("::") for f in expand_braces(part.strip())]
         root = os.path.dirname(files[0]) if files else "."
-        if not _is_url(files[0]) and (Path(root) / INDEX_NAME).is_file():
+        if _is_url(files[0]):
+            try:
+                index_obj = _read_index(f"{root}/{INDEX_NAME}")
+            except DataError:
+                index_obj = None
+        elif (Path(root) / INDEX_NAME).is_file():
             index_obj = _read_index(Path(root) / INDEX_NAME)
     known = {s["name"]: s for s in (index_obj or {}).get("shards", [])}
     shards: dict[str, list[str]] = defaultdict(list)
@@ -428,7 +452,15 @@ def _open_stream(path: str) -> BinaryIO:
 
 def _stream_samples(path: str, extensions: Sequence[str]) -> Iterator[tuple[str, str, bytes, Any]]:
     """``(key, ext, data bytes, raw label)`` of every sample of a shard, read sequentially (members of a
-    sample must be adjacent, as WebDataset writes them)."""
+    sample must be adjacent, as WebDataset writes them). A shard that is not a readable tar is a
+    :class:`DataError` naming it."""
+    try:
+        yield from _stream_tar(path, extensions)
+    except (tarfile.TarError, EOFError) as e:
+        raise DataError(f"{path}: not a readable uncompressed tar shard ({e})") from None
+
+
+def _stream_tar(path: str, extensions: Sequence[str]) -> Iterator[tuple[str, str, bytes, Any]]:
     exts = tuple(e.lower().lstrip(".") for e in extensions)
     with _open_stream(path) as f, tarfile.open(fileobj=f, mode="r|") as tf:
         key, data, label = None, None, None
@@ -466,16 +498,33 @@ class ShardIterableDataset(IterableDataset):
     def __init__(self, shards: Sequence[str], counts: Sequence[int], extensions: Sequence[str],
                  decode: DecodeFn, transform: Optional[Callable[[Any], Any]] = None,
                  label_of: Callable[[Any], int] = int, *, shuffle: bool = True, buffer: int = 1000,
-                 seed: int = 0, pad: bool = True, rank: Optional[int] = None,
+                 seed: int = 0, pad: Optional[bool] = True, rank: Optional[int] = None,
                  world_size: Optional[int] = None) -> None:
         if len(shards) != len(counts):
             raise ValueError("one count per shard is needed")
         self.shards, self.counts = list(shards), [int(c) for c in counts]
         self.extensions = tuple(extensions)
         self.decode, self.transform, self.label_of = decode, transform, label_of
-        self.shuffle, self.buffer, self.seed, self.pad = shuffle, int(buffer), int(seed), bool(pad)
+        self.shuffle, self.buffer, self.seed = shuffle, int(buffer), int(seed)
+        self.pad = None if pad is None else bool(pad)
         self._rank, self._world = rank, world_size
+        self.batch_size = 1
         self.epoch = 0
+
+    def for_rank(self, rank: int, world_size: int, *, pad: Any = "same", shuffle: Optional[bool] = None,
+                 batch_size: Optional[int] = None) -> "ShardIterableDataset":
+        """A copy reading as rank ``rank`` of ``world_size`` (and with other padding, shuffling or batch size)."""
+        import copy
+
+        out = copy.copy(self)
+        out._rank, out._world = int(rank), int(world_size)
+        if pad != "same":
+            out.pad = None if pad is None else bool(pad)
+        if shuffle is not None:
+            out.shuffle = bool(shuffle)
+        if batch_size is not None:
+            out.batch_size = int(batch_size)
+        return out
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch (shard order, shuffle buffer and augmentation streams)."""
@@ -495,9 +544,20 @@ class ShardIterableDataset(IterableDataset):
         """Samples in all shards."""
         return sum(self.counts)
 
+    def per_rank(self, rank: int, world: int) -> int:
+        """Samples rank ``rank`` of ``world`` yields per epoch."""
+        a, b = self.rank_range(rank, world)
+        return b - a
+
+    def rank_range(self, rank: int, world: int) -> tuple[int, int]:
+        """Positions ``[start, end)`` of the epoch's (padded) sample sequence read by ``rank``."""
+        if self.pad is None:  # exact: every sample once, ranks differ by at most one (evaluation)
+            return (self.total * rank) // world, (self.total * (rank + 1)) // world
+        per_rank = math.ceil(self.total / world) if self.pad else self.total // world
+        return rank * per_rank, (rank + 1) * per_rank
+
     def __len__(self) -> int:
-        world = self._dist()[1]
-        return math.ceil(self.total / world) if self.pad else self.total // world
+        return self.per_rank(*self._dist())
 
     def shard_order(self, epoch: int) -> list[int]:
         """The shard order of ``epoch`` (the same on every rank)."""
@@ -507,11 +567,16 @@ class ShardIterableDataset(IterableDataset):
         return order
 
     def part_range(self, rank: int, world: int, worker: int, workers: int) -> tuple[int, int]:
-        """Positions ``[start, end)`` of the epoch's (padded) sample sequence read by (rank, worker)."""
-        per_rank = math.ceil(self.total / world) if self.pad else self.total // world
-        a = rank * per_rank
-        start = a + (per_rank * worker) // workers
-        end = a + (per_rank * (worker + 1)) // workers
+        """Positions ``[start, end)`` of the epoch's (padded) sample sequence read by (rank, worker).
+
+        The rank's range is cut between workers in whole batches of :attr:`batch_size` (the remainder,
+        less than a batch, goes to the last worker), so a DataLoader with ``drop_last`` yields exactly
+        ``len(dataset) // batch_size`` batches whatever the number of workers."""
+        a, b = self.rank_range(rank, world)
+        bs = max(1, int(self.batch_size))
+        batches = (b - a) // bs
+        start = a + bs * ((batches * worker) // workers)
+        end = b if worker == workers - 1 else a + bs * ((batches * (worker + 1)) // workers)
         return start, end
 
     def iter_part(self, epoch: int, rank: int, world: int, worker: int = 0,
@@ -642,34 +707,50 @@ class ShardWriter:
         return self.entries
 
 
-def write_shards(splits: Splits, out_dir: str | Path, *, max_bytes: int = 1 << 30, max_count: int = 100_000,
-                 seed: int = 0, modality: str = "image",
-                 progress: Optional[Callable[[str, list[dict[str, Any]]], None]] = None) -> dict[str, Any]:
-    """Write every split of ``splits`` as shards under ``out_dir`` plus ``index.json``; returns the index.
+def file_samples(splits: Splits) -> dict[str, list[ShardSample]]:
+    """The files of ``splits`` as shard samples: each file's bytes as they are, under its own extension."""
+    if splits.multi_label:
+        raise DataError("multi-label data cannot be written as shards yet (one label per sample)")
+    return {name: [(Path(path).suffix.lstrip("."), functools.partial(Path(path).read_bytes), labels[0])
+                   for path, labels in items] for name, items in splits.named()}
 
+
+def write_shards(splits: Splits | dict[str, list[ShardSample]], out_dir: str | Path, *, max_bytes: int = 1 << 30,
+                 max_count: int = 100_000, seed: int = 0, modality: str = "image",
+                 classes: Optional[Sequence[str]] = None, sources: Optional[dict[str, str]] = None,
+                 progress: Optional[Callable[[str, list[dict[str, Any]]], None]] = None) -> dict[str, Any]:
+    """Write every split as shards under ``out_dir`` plus ``index.json``; returns the index.
+
+    ``splits`` is a :class:`~.base.Splits` (its files are written as they are) or ``{split: [(ext, bytes
+    thunk, label name)]}`` with ``classes`` (a modality's own samples, :class:`~.base.ShardCodec`).
     Training samples are shuffled (seeded) before writing so each shard mixes the classes (a streaming
     shuffle buffer only mixes nearby samples); other splits keep their order. ``progress(split, entries)``
     is called after each split.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if splits.multi_label:
-        raise DataError("multi-label data cannot be written as shards yet (one label per sample)")
-    index = splits.class_index()
+    if isinstance(splits, Splits):
+        classes, sources = list(splits.classes), dict(splits.sources)
+        samples = file_samples(splits)
+    else:
+        samples = splits
+        if classes is None:
+            raise ValueError("write_shards needs the class names with a samples dict")
+    index = {c: i for i, c in enumerate(classes)}
     entries: list[dict[str, Any]] = []
-    for name, items in splits.named():
+    for name, items in samples.items():
         items = list(items)
         if name == "train":
             random.Random(seed).shuffle(items)
         writer = ShardWriter(out, name, max_bytes, max_count)
-        for i, (path, labels) in enumerate(items):
-            writer.write(f"{i:08d}", Path(path).suffix.lstrip("."), Path(path).read_bytes(), index[labels[0]], labels[0])
+        for i, (ext, read, label) in enumerate(items):
+            writer.write(f"{i:08d}", ext, read(), index[label], label)
         written = writer.close()
         entries += written
         if progress is not None:
             progress(name, written)
-    obj = {"format": INDEX_FORMAT, "version": 1, "modality": modality, "classes": list(splits.classes),
-           "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "sources": dict(splits.sources), "shards": entries}
+    obj = {"format": INDEX_FORMAT, "version": 1, "modality": modality, "classes": list(classes),
+           "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "sources": dict(sources or {}), "shards": entries}
     tmp = out / (INDEX_NAME + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1))
     os.replace(tmp, out / INDEX_NAME)
@@ -677,57 +758,208 @@ def write_shards(splits: Splits, out_dir: str | Path, *, max_bytes: int = 1 << 3
 
 
 # ----------------------------------------------------------------------------- the modality hook
-def task_data_from_shards(args: argparse.Namespace, decode_fn: DecodeFn, train_tf: Any, eval_tf: Any, *,
-                          extensions: Sequence[str], in_chans: int, input_size: tuple[int, int],
-                          **task_kw: Any) -> Optional[TaskData]:
-    """A :class:`TaskData` over the shards named by ``args.data``, or ``None`` when it does not name shards.
+def _role(name: str) -> str:
+    return "training" if name == "train" else "validation (selection)" if name == "val" else "test (final, once)"
 
-    Map-style (:class:`ShardDataset`): the engine's sampler shuffles, shards over ranks and resumes
-    mid-epoch exactly as for files. Without validation shards ``args.val_fraction`` of the training
-    samples is carved out per class (seed ``args.seed``).
+
+def _sources(index: ShardIndex) -> dict[str, str]:
+    return {name: f"{len(paths)} shard(s) {os.path.basename(paths[0])}"
+                  + (f" .. {os.path.basename(paths[-1])}" if len(paths) > 1 else "")
+            for name, paths in index.shards.items()}
+
+
+def map_splits(args: argparse.Namespace, keys: Sequence[str], decode: DecodeFn
+               ) -> tuple[dict[str, ShardDataset], list[str], list[str]]:
+    """The map-style splits of the shards named by ``args.data``: ``({split: ShardDataset}, classes, plan)``.
+
+    Items are ``(decode(bytes, ext), class index)`` (no transform). Without validation shards
+    ``args.val_fraction`` of the training samples is carved out per class (seed ``args.seed``).
     """
-    data = getattr(args, "data", None)
-    if not is_shard_spec(data):
-        return None
+    data = stream_spec(args.data)[0]
     seed = int(getattr(args, "seed", 0) or 0)
-    index = load_shard_index(str(data))
+    index = load_shard_index(data)
     if "train" not in index.shards:
         raise DataError(f"{data}: no training shards (train-*.tar); found splits {', '.join(index.shards)}")
-    sets, classes = build_map_datasets(index, extensions, decode_fn)
+    sets, classes = build_map_datasets(index, keys, decode)
+    sources = _sources(index)
     train_all = sets["train"]
-    sources = {name: f"{len(index.shards[name])} shard(s) {os.path.basename(index.shards[name][0])}"
-                     + (f" .. {os.path.basename(index.shards[name][-1])}" if len(index.shards[name]) > 1 else "")
-               for name in index.shards}
-    if "val" in sets:
-        train, val = train_all.subset(range(len(train_all)), train_tf), sets["val"].subset(range(len(sets["val"])), eval_tf)
-    else:
+    if "val" not in sets:
         frac = float(getattr(args, "val_fraction", None) or 0.1)
         items = [(Path(str(i)), (str(int(lab)),)) for i, lab in enumerate(train_all.labels)]
         kept, held = carve_val(items, frac, seed)
-        train = train_all.subset([int(str(p)) for p, _ in kept], train_tf)
-        val = train_all.subset([int(str(p)) for p, _ in held], eval_tf)
+        sets["train"] = train_all.subset([int(str(p)) for p, _ in kept])
+        sets["val"] = train_all.subset([int(str(p)) for p, _ in held])
         sources["val"] = f"{frac:g} of the training samples per class (seed {seed})"
         sources["train"] += " minus validation"
-    tests = {name: ds.subset(range(len(ds)), eval_tf) for name, ds in sets.items() if name not in ("train", "val")}
-    named = [("train", train), ("val", val), *tests.items()]
+    named = [("train", sets["train"]), ("val", sets["val"]),
+             *[(n, d) for n, d in sets.items() if n not in ("train", "val")]]
     for name, ds in named:
         if len(ds) == 0:
             raise DataError(f"{data}: the {name} split is empty")
-    present = sorted({int(x) for x in train.labels})
+    present = sorted({int(x) for x in sets["train"].labels})
     if len(present) < 2:
         raise DataError(f"{data}: the training data has {len(present)} class; classification needs at least 2")
     plan = [f"data layout: shards ({INDEX_NAME if index.counts else 'pattern'}; map-style, random access)"]
     for name, ds in named:
-        role = "training" if name == "train" else "validation (selection)" if name == "val" else "test (final, once)"
-        plan.append(f"  {name:<12} {len(ds):>7} samples {role:<24} from {sources.get(name, '?')}")
-    if not tests:
+        plan.append(f"  {name:<12} {len(ds):>7} samples {_role(name):<24} from {sources.get(name, '?')}")
+    if len(named) == 2:
         plan.append("  (no test split: only validation numbers will be reported)")
-    counts = Counter(int(x) for x in train.labels)
+    counts = Counter(int(x) for x in sets["train"].labels)
     plan.append("  classes: " + ", ".join(f"{classes[c]} ({counts[c]})" for c in range(min(12, len(classes))))
                 + (f", ... ({len(classes)} in all)" if len(classes) > 12 else ""))
-    return TaskData(train=train, val=val, tests=tests, num_classes=len(classes), class_names=classes,
-                    in_chans=in_chans, input_size=input_size,
-                    meta={"source": str(data), "format": "shards", "plan": plan}, **task_kw)
+    return dict(named), classes, plan
+
+
+def stream_splits(args: argparse.Namespace, keys: Sequence[str], decode: DecodeFn,
+                  transform: Callable[[bool], Optional[Callable[[Any], Any]]], *, buffer: int = 1000
+                  ) -> tuple[dict[str, "ShardIterableDataset"], list[str], list[str]]:
+    """Streaming splits of the shards named by ``args.data``: ``({split: ShardIterableDataset}, classes, plan)``.
+
+    Counts and classes come from ``index.json`` (no shard is scanned). Training is shuffled (shard order
+    and a ``buffer``-sample buffer, seed ``args.seed``) and padded to ``ceil(N / world)`` per rank;
+    validation and test splits are read in order, each sample once over all ranks. ``transform(train)``
+    gives the per-sample transform of each kind of split.
+    """
+    data = stream_spec(args.data)[0]
+    seed = int(getattr(args, "seed", 0) or 0)
+    index = load_shard_index(data)
+    for split in ("train", "val"):
+        if split not in index.shards:
+            raise DataError(f"{data}: streaming needs {split}-*.tar shards (validation cannot be carved from a "
+                            f"stream: write it with `unireplknet shard`); found splits {', '.join(index.shards)}")
+    missing = [p for paths in index.shards.values() for p in paths if p not in index.counts]
+    if missing or not index.classes:
+        raise DataError(f"{data}: streaming needs the sample counts and class names of {INDEX_NAME} "
+                        f"(written by `unireplknet shard`); {os.path.basename(missing[0]) if missing else 'classes'} "
+                        f"not listed")
+    classes, to_index = _class_index([], list(index.classes), index.root)
+    sources = _sources(index)
+    out: dict[str, ShardIterableDataset] = {}
+    for split, paths in [("train", index.shards["train"]), ("val", index.shards["val"]),
+                         *[(n, p) for n, p in index.shards.items() if n not in ("train", "val")]]:
+        train = split == "train"
+        out[split] = ShardIterableDataset(paths, [index.counts[p] for p in paths], keys, decode, transform(train),
+                                          to_index, shuffle=train, buffer=buffer if train else 0, seed=seed,
+                                          pad=True if train else None)
+    plan = [f"data layout: shards ({INDEX_NAME}; streaming, sequential reads, shuffle buffer {buffer})"]
+    for name, ds in out.items():
+        plan.append(f"  {name:<12} {ds.total:>7} samples {_role(name):<24} from {sources.get(name, '?')}")
+    if len(out) == 2:
+        plan.append("  (no test split: only validation numbers will be reported)")
+    plan.append("  classes: " + ", ".join(classes[:12]) + (f", ... ({len(classes)} in all)" if len(classes) > 12 else ""))
+    return out, classes, plan
+
+
+def codec_task_data(args: argparse.Namespace, codec: Any, modality: str = "") -> Optional[TaskData]:
+    """A :class:`TaskData` over the shards named by ``args.data`` read through a modality's
+    :class:`~unireplknet.modalities.base.ShardCodec`, or ``None`` when ``args.data`` does not name shards.
+
+    Map-style (:class:`ShardDataset`, the default for local shards): the engine's sampler shuffles, shards
+    over ranks and resumes mid-epoch exactly as for files. ``--data stream:SHARDS`` (and shards given by
+    URL) read with :class:`ShardIterableDataset` instead (:func:`stream_splits`).
+    """
+    data = getattr(args, "data", None)
+    if not is_shard_spec(data):
+        return None
+    _, streaming = stream_spec(data)
+    decode = codec.decoder(args)
+    fields = dict(codec.fields(args))
+    meta = dict(fields.pop("meta", {}) or {})
+    if streaming:
+        if not codec.stream:
+            raise DataError(f"{modality or 'this modality'}: shards cannot be streamed (its datasets need every "
+                            f"sample at once); drop the stream: prefix to read them map-style")
+        sets, classes, plan = stream_splits(args, codec.keys, decode, lambda train: codec.transform(args, train))
+        task = TaskData(train=sets["train"], val=sets["val"],
+                        tests={n: d for n, d in sets.items() if n not in ("train", "val")},
+                        num_classes=len(classes), class_names=classes, **fields)
+        fmt = "shards (streaming)"
+    else:
+        raw, classes, plan = map_splits(args, codec.keys, decode)
+        if codec.tasks is not None:
+            task = codec.tasks(args, raw, classes)
+        else:
+            def wrap(ds: ShardDataset, train: bool) -> Dataset:
+                if codec.dataset is not None:
+                    return codec.dataset(args, ds, train)
+                return ds.subset(range(len(ds)), codec.transform(args, train))
+
+            task = TaskData(train=wrap(raw["train"], True), val=wrap(raw["val"], False),
+                            tests={n: wrap(d, False) for n, d in raw.items() if n not in ("train", "val")},
+                            num_classes=len(classes), class_names=classes, **fields)
+        fmt = "shards"
+    task.meta = {**meta, **task.meta, "source": str(data), "format": fmt, "plan": plan + list(task.meta.get("plan_extra", []))}
+    return task
+
+
+def task_data_from_shards(args: argparse.Namespace, decode_fn: DecodeFn, train_tf: Any, eval_tf: Any, *,
+                          extensions: Sequence[str], in_chans: int, input_size: tuple[int, int],
+                          **task_kw: Any) -> Optional[TaskData]:
+    """A :class:`TaskData` over the shards named by ``args.data`` (decoded by ``decode_fn``, transformed by
+    ``train_tf``/``eval_tf``), or ``None`` when it does not name shards (see :func:`codec_task_data`)."""
+    from .base import ShardCodec
+
+    codec = ShardCodec(keys=tuple(e.lstrip(".").lower() for e in extensions), decoder=lambda _a: decode_fn,
+                       transform=lambda _a, train: train_tf if train else eval_tf,
+                       fields=lambda _a: {"in_chans": in_chans, "input_size": input_size, **task_kw})
+    return codec_task_data(args, codec)
+
+
+# ----------------------------------------------------------------------------- auto on a sample
+def training_members(data: str, keys: Sequence[str], n: int, seed: int = 0) -> list[tuple[str, str, bytes, Any]]:
+    """Up to ``n`` ``(key, ext, data bytes, raw label)`` of the training shards named by ``data``, read
+    sequentially from a seeded choice of shards (the writer shuffles training samples, so the first
+    samples of a few shards are a fair sample). Nothing but the training split is read."""
+    index = load_shard_index(stream_spec(data)[0])
+    paths = list(index.shards.get("train", []))
+    random.Random(seed).shuffle(paths)
+    out: list[tuple[str, str, bytes, Any]] = []
+    per_shard = max(1, math.ceil(n / max(1, min(len(paths), 8))))
+    for path in paths:
+        for i, sample in enumerate(_stream_samples(path, keys)):
+            if i >= per_shard or len(out) >= n:
+                break
+            out.append(sample)
+        if len(out) >= n:
+            break
+    return out
+
+
+def auto_on_sample(auto: Callable[[Any], dict], cfg: Any, codec: Any = None, n: int = 200) -> Optional[dict]:
+    """Run a modality's ``auto`` on up to ``n`` training samples of shards (or of a Hugging Face data set)
+    written to a temporary ``train/<class>/`` folder, so that its rules read files as usual. ``None`` when
+    ``cfg['data']`` is neither (the caller then runs ``auto`` itself); ``{}`` when nothing could be sampled."""
+    import tempfile
+
+    data = cfg.get("data") if hasattr(cfg, "get") else getattr(cfg, "data", None)
+    if data is None:
+        return None
+    seed = int((cfg.get("seed") if hasattr(cfg, "get") else None) or 0)
+    from .hf import is_hf_spec, sample_training_images
+
+    if is_shard_spec(data):
+        if codec is None:
+            return {}
+        samples = [(key, ext, raw, label) for key, ext, raw, label in training_members(str(data), codec.keys, n, seed)]
+        index = load_shard_index(stream_spec(data)[0])
+        names = list(index.classes)
+        label_name = lambda lab: names[lab] if isinstance(lab, int) and 0 <= lab < len(names) else str(lab)  # noqa: E731
+    elif is_hf_spec(data):
+        samples = sample_training_images(str(data), n, seed)
+        label_name = str
+    else:
+        return None
+    if not samples:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="unireplknet-auto-") as tmp:
+        for i, (key, ext, raw, label) in enumerate(samples):
+            folder = Path(tmp) / "train" / re.sub(r"[^\w.-]", "_", label_name(label))
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{i:06d}.{ext.rsplit('.', 1)[-1]}").write_bytes(raw)
+        local = dict(cfg) if hasattr(cfg, "items") else dict(vars(cfg))
+        local["data"] = tmp
+        out = auto(local)
+    return {k: (v, f"{why} (on {len(samples)} sampled training samples of {data})") for k, (v, why) in out.items()}
 
 
 def image_task_data(args: argparse.Namespace, train_tf: Any, eval_tf: Any) -> Optional[TaskData]:

@@ -79,7 +79,9 @@ def _auto_after_data(layers: Layers, task: Any, device: str) -> dict[str, tuple[
     from .auto import model_rule
 
     cfg = layers.config
-    n = len(task.train)
+    from .loaders import dataset_size
+
+    n = dataset_size(task.train)
     chosen: dict[str, tuple[Any, str]] = {}
     if not layers.set_by_user("model"):
         chosen.update(model_rule(n, device))
@@ -116,7 +118,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     """Run one training as described by the parsed ``train`` arguments; returns the summary dict."""
     import torch
 
-    from ..engine import EngineConfig, Trainer, distributed, make_loader
+    from ..engine import EngineConfig, Trainer, distributed
     from ..engine.rundir import RunDir, check_writable, clean_temp_files, resolve_resume_dir
     from ..modalities import get_modality
     from ..tasks.classification import build_model, classification_parts
@@ -176,8 +178,10 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         parts = classification_parts(task, cfg)
         torch.manual_seed(ecfg.seed)
         model = build_model(cfg, task.num_classes, task.in_chans)
-        train_loader = make_loader(task.train, ecfg, train=True, collate_fn=task.collate_fn, info=info)
-        val_loader = make_loader(task.val, ecfg, train=False, collate_fn=task.collate_fn, info=info)
+        from .loaders import build_loader, dataset_size  # map-style through the engine, streams per rank
+
+        train_loader = build_loader(task.train, ecfg, train=True, collate_fn=task.collate_fn, info=info)
+        val_loader = build_loader(task.val, ecfg, train=False, collate_fn=task.collate_fn, info=info)
         if use_auto and not layers.set_by_user("epochs"):
             epochs, why = _budget(model, train_loader, parts, ecfg, task, cfg)
             cfg["epochs"] = ecfg.epochs = epochs
@@ -196,8 +200,8 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         record = {"config": cfg, "num_classes": task.num_classes, "in_chans": task.in_chans,
                   "class_names": list(task.class_names), "input_size": list(task.input_size),
                   "eval_views": task.eval_views, "multi_label": task.multi_label, "meta": task.meta,
-                  "splits": {"train": len(task.train), "val": len(task.val),
-                             **{k: len(v) for k, v in task.tests.items()}}}
+                  "splits": {"train": dataset_size(task.train), "val": dataset_size(task.val),
+                             **{k: dataset_size(v) for k, v in task.tests.items()}}}
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
             (out / "model.json").write_text(json.dumps(record, indent=2, default=str))
@@ -210,7 +214,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
 
         def baselines(_trainer: Any, _summary: dict) -> dict:
             wanted = cfg.get("baselines")
-            if wanted or (wanted is None and len(task.train) <= 20000 and cfg.get("data") is not None):
+            if wanted or (wanted is None and dataset_size(task.train) <= 20000 and cfg.get("data") is not None):
                 return {"baselines": _baselines(task, modality)}
             return {}
 
@@ -243,8 +247,10 @@ def _budget(model: Any, loader: Any, parts: dict, ecfg: Any, task: Any, cfg: dic
 
         torch.set_num_threads(ecfg.num_threads)
     step = probe_step(model, loader, parts["loss_fn"], resolve_device(ecfg.device), parts["train_batch_transform"])
-    n_eval = len(task.val) * max(1, task.eval_views)
-    return budget_epochs(step, n_train=len(task.train), n_eval=n_eval, batch_size=ecfg.batch_size,
+    from .loaders import dataset_size
+
+    n_eval = dataset_size(task.val) * max(1, task.eval_views)
+    return budget_epochs(step, n_train=dataset_size(task.train), n_eval=n_eval, batch_size=ecfg.batch_size,
                          minutes=float(cfg.get("time_budget") or 15.0))
 
 
@@ -252,15 +258,15 @@ def final_evaluation(trainer: Any, task: Any, ecfg: Any, evaluate_fn: Any) -> di
     """Evaluate the selected weights once on the validation split and every test split."""
     import copy
 
-    from ..engine import make_loader
     from ..engine.distributed import DistInfo
+    from .loaders import build_loader
 
     model = copy.deepcopy(trainer.model)
     model.load_state_dict(trainer.selected_model_weights())
     model.eval()
     results: dict[str, Any] = {}
     for name, ds in [("val", task.val), *task.tests.items()]:
-        loader = make_loader(ds, ecfg, train=False, collate_fn=task.collate_fn, info=DistInfo())
+        loader = build_loader(ds, ecfg, train=False, collate_fn=task.collate_fn, info=DistInfo())
         res = dict(evaluate_fn(model, loader, trainer.ctx))
         res["n"] = int(res.get("n", len(ds)))
         results[name] = {k: float(v) for k, v in res.items()}
@@ -279,6 +285,13 @@ def _baselines(task: Any, modality: Any) -> Optional[dict[str, Any]]:
         return None
     try:
         extra = getattr(modality, "baseline_features", None)
+        from .loaders import is_streaming, materialize
+
+        if any(is_streaming(d) for d in (task.train, task.val, *task.tests.values())):  # streams: read once
+            import dataclasses
+
+            task = dataclasses.replace(task, train=materialize(task.train, 4000), val=materialize(task.val),
+                                       tests={k: materialize(v) for k, v in task.tests.items()}, test=None)
         return run_baselines(task, extra=extra(task) if callable(extra) else None)
     except (MemoryError, ValueError) as e:
         logger.warning("baselines skipped: %s", e)

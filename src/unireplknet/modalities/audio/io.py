@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from unireplknet._extras import require
 
-__all__ = ["AUDIO_EXTENSIONS", "read_audio", "load_audio", "resample"]
+__all__ = ["AUDIO_EXTENSIONS", "read_audio", "load_audio", "decode_audio", "resample"]
 
 #: File suffixes the datasets pick up (what libsndfile decodes).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
@@ -45,16 +45,35 @@ def load_audio(path: PathLike, sample_rate: int | None = None, *, allow_resample
     samples or with NaN/infinite samples. Silent files are returned as zeros.
     """
     wave, rate = read_audio(path)
+    return _mono_at(wave, rate, sample_rate, path, allow_resample)
+
+
+def _mono_at(wave: torch.Tensor, rate: int, sample_rate: int | None, name: PathLike,
+             allow_resample: bool = True) -> torch.Tensor:
+    """Checks, down-mix and resampling of :func:`load_audio` for a decoded ``channels x samples`` waveform."""
     if wave.shape[1] == 0:
-        raise ValueError(f"audio file has no samples: {path}")
+        raise ValueError(f"audio file has no samples: {name}")
     if not torch.isfinite(wave).all():
-        raise ValueError(f"audio file contains NaN or infinite samples: {path}")
+        raise ValueError(f"audio file contains NaN or infinite samples: {name}")
     wave = wave.mean(dim=0)
     if sample_rate is not None and rate != sample_rate:
         if not allow_resample:
-            raise ValueError(f"{path} is sampled at {rate} Hz but {sample_rate} Hz is required")
+            raise ValueError(f"{name} is sampled at {rate} Hz but {sample_rate} Hz is required")
         wave = resample(wave, rate, sample_rate)
     return wave
+
+
+def decode_audio(data: bytes, sample_rate: int | None = None, name: str = "<bytes>") -> torch.Tensor:
+    """:func:`load_audio` for the bytes of an audio file (a shard member): a mono float32 waveform at
+    ``sample_rate`` (its own rate if None). Raises ValueError naming ``name`` for bytes soundfile cannot decode."""
+    import io
+
+    sf = require("soundfile", "audio", "reading audio files")
+    try:
+        arr, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises LibsndfileError / RuntimeError / TypeError by format
+        raise ValueError(f"cannot decode audio {name}: {e}") from e
+    return _mono_at(torch.from_numpy(arr.T.copy()), int(rate), sample_rate, name)
 
 
 @functools.lru_cache(maxsize=128)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..base import Modality
 from . import datasets
 from .auto import auto_config
+from .shard_codec import CODEC
 
 PLUGIN = Modality.from_module("image", "images: split/class folders or CSV lists; the digits demo", datasets,
-                              auto=auto_config, extensions=datasets.IMAGE_EXTENSIONS)
+                              auto=auto_config, extensions=datasets.IMAGE_EXTENSIONS, shards=CODEC)

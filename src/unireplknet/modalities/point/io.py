@@ -33,6 +33,8 @@ __all__ = [
     "SCANOBJECTNN_CLASSES",
     "PointSplit",
     "read_points",
+    "decode_points",
+    "encode_points",
     "read_mesh",
     "read_modelnet_h5",
     "read_scanobjectnn_h5",
@@ -111,6 +113,34 @@ def _read_numpy(path: Path) -> np.ndarray:
             return z[keys[0]]
     except (ValueError, OSError, EOFError) as e:  # corrupt file or pickled object array
         raise ValueError(f"{path}: cannot read the array ({e})") from e
+
+
+def decode_points(data: bytes, ext: str = "npy", name: str = "<bytes>") -> np.ndarray:
+    """The ``N × C`` float32 cloud held by the bytes of a ``.npy`` or ``.npz`` file (a shard member),
+    checked as :func:`read_points` checks files; errors name ``name``."""
+    import io
+
+    try:
+        if ext.lower().endswith("npz"):
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                keys = [k for k in ("points", "xyz", "data", "pos") if k in z.files] or list(z.files)
+                if not keys:
+                    raise ValueError(".npz file holds no arrays")
+                arr = z[keys[0]]
+        else:
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:  # corrupt bytes or a pickled object array
+        raise ValueError(f"{name}: cannot read the array ({e})") from e
+    return _as_cloud(arr, Path(name))
+
+
+def encode_points(cloud: np.ndarray) -> bytes:
+    """A cloud as the bytes of a ``.npy`` file (float32), as ``unireplknet shard`` stores point samples."""
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(cloud, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
 
 
 def _read_text(path: Path) -> np.ndarray:

@@ -17,13 +17,13 @@ import torch
 
 from ...errors import DataError
 from ..base import Splits, TaskData, finalize_splits, plan_lines
-from .classify import (AUGMENTATIONS, IMAGE_KINDS, SeriesImageDataset, channel_stats, image_channels,
+from .classify import (AUGMENTATIONS, IMAGE_KINDS, SeriesImageDataset, channel_stats, image_channels, image_parts,
                        parse_augment, prepare_all, prepare_series, series_image, standardize)
 from .ucr import SERIES_EXTENSIONS, find_ucr_splits, locate_split_files, read_series_file
 
 __all__ = [
     "CONFIG_DEFAULTS", "DEMO_DEFAULTS", "RECIPES", "SERIES_EXTENSIONS", "add_train_args", "build_task_data",
-    "load_for_predict", "auto_config", "choose_length", "shapes_demo", "read_predict_series",
+    "load_for_predict", "auto_config", "choose_length", "shapes_demo", "read_predict_series", "task_from_series",
 ]
 
 logger = logging.getLogger(__name__)
@@ -124,14 +124,24 @@ def shapes_demo(n_per_class: int, seed: int, length: int = DEMO_LENGTH) -> tuple
 
 
 # ----------------------------------------------------------------------------- flags
+def _image_kind(value: str) -> str:
+    """argparse type of ``--series-image``: a known kind or several joined by ``+``."""
+    try:
+        return "+".join(image_parts(value))
+    except DataError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_train_args(parser: argparse.ArgumentParser) -> None:
     """Time-series classification flags (all default to None; real defaults in :data:`CONFIG_DEFAULTS`)."""
     g = parser.add_argument_group("time-series classification")
     g.add_argument("--series-length", type=int, default=None,
                    help="resample every series to this length (default: the median training length, in [32, 512])")
-    g.add_argument("--series-image", default=None, choices=IMAGE_KINDS,
-                   help="series → image mapping: Gramian angular fields, recurrence plot, or row-wise reshape "
-                        f"(default {CONFIG_DEFAULTS['series_image']})")
+    g.add_argument("--series-image", default=None, type=_image_kind,
+                   help="series → image mapping: Gramian angular fields, recurrence plot, or row-wise reshape; "
+                        "a 'z' prefix applies it to the per-series z-normalised series; several joined by '+' "
+                        f"are stacked as channels (choose from {', '.join(IMAGE_KINDS)}; "
+                        f"default {CONFIG_DEFAULTS['series_image']})")
     g.add_argument("--series-image-size", type=int, default=None, help="image side in pixels (default 64)")
     g.add_argument("--znorm", action=argparse.BooleanOptionalAction, default=None,
                    help="z-normalise each series on its own per channel (default off: standardise with the "
@@ -177,6 +187,14 @@ def build_task_data(args: argparse.Namespace) -> TaskData:
         plan = ucr.plan
         source = str(data)
         files = ucr
+    return task_from_series(args, sets, plan, source, files.files if files is not None else None)
+
+
+def task_from_series(args: argparse.Namespace, sets: dict[str, tuple[list, list]], plan: Splits, source: str,
+                     files: Any = None) -> TaskData:
+    """The :class:`TaskData` of series already read: ``sets[split] = (series C x L, label names)`` with the
+    file-level ``plan`` (split rules applied, classes filled); used for files and for shards alike."""
+    data = getattr(args, "data", None) if not isinstance(args, Mapping) else args.get("data")
     demo = data is None
     kind = str(_get(args, "series_image", demo))
     size = int(_get(args, "series_image_size", demo))
@@ -212,7 +230,7 @@ def build_task_data(args: argparse.Namespace) -> TaskData:
                                     f"{kind} image {in_chans}x{size}x{size}, znorm {'on' if znorm else 'off'}"],
     }
     if files is not None:
-        meta["files"] = files.files
+        meta["files"] = files
     logger.info("series data: %d train / %d val / %s test series, length %d, %d channel(s)",
                 len(sets["train"][0]), len(sets["val"][0]),
                 "/".join(str(len(sets[n][0])) for n in tests) or "0", length, channels)

@@ -56,6 +56,7 @@ __all__ = [
     "open_video",
     "sample_times",
     "read_clips",
+    "read_clips_bytes",
     "write_video",
     "read_video_csv",
     "scan_video_folder",
@@ -404,6 +405,31 @@ def read_clips(
 ) -> torch.Tensor:
     """Decode ``num_clips`` clips of a video: uint8 ``num_clips x T x 3 x H x W`` (one open, one pass)."""
     src = open_video(path, backend=backend, short_side=short_side, cache_dir=cache_dir)
+    return _clips_of(src, path, sampling, start=start, end=end, num_clips=num_clips, rng=rng)
+
+
+def read_clips_bytes(
+    data: bytes,
+    name: str,
+    sampling: ClipSampling = ClipSampling(),
+    *,
+    num_clips: int = 1,
+    rng: Optional[random.Random] = None,
+    short_side: Optional[int] = None,
+) -> torch.Tensor:
+    """:func:`read_clips` for the bytes of a video file (a shard member), decoded in memory with PyAV;
+    errors name ``name``."""
+    import io
+
+    if not data:
+        raise ValueError(f"video file is empty (0 bytes): {name}")
+    src = _PyAVSource(io.BytesIO(data), short_side)  # type: ignore[arg-type]
+    src.path = name
+    return _clips_of(src, name, sampling, num_clips=num_clips, rng=rng)
+
+
+def _clips_of(src: Any, path: Any, sampling: ClipSampling, *, start: Optional[float] = None,
+              end: Optional[float] = None, num_clips: int = 1, rng: Optional[random.Random] = None) -> torch.Tensor:
     try:
         times = sample_times(src.info, sampling, start=start, end=end, num_clips=num_clips, rng=rng)
         frames = src.frames_at(times.reshape(-1))

@@ -4,7 +4,8 @@ from __future__ import annotations
 from ..base import Modality
 from . import datasets
 from .auto import auto_config
+from .shard_codec import CODEC
 
 PLUGIN = Modality.from_module("video", "video clips as frame grids, stacked channels or frames + differences",
                               datasets, auto=auto_config, extensions=datasets.VIDEO_EXTENSIONS,
-                              baseline_features=datasets.baseline_features)
+                              baseline_features=datasets.baseline_features, shards=CODEC)
