@@ -155,10 +155,16 @@ def test_multiseasonal_example_table_and_beats_naive(tmp_path, capsys):
                   "--num-threads", "1", "--device", "cpu", "--plot-windows", "0", "--patience", "0"])
     assert rc == 0
     printed = capsys.readouterr().out
-    for row in ("UniRepLKNet", "Linear (DLinear-like)", "Naive (last value)",
+    for row in ("UniRepLKNet", "Linear (DLinear-like)", "Naive (last value)", "Ridge (the linear skip alone)",
                 "Seasonal naive (period 336, weekly)", "Seasonal naive (period 48, daily)"):
         assert f"| {row}" in printed
     report = json.loads((out / "metrics.json").read_text())
     assert report["seasonal_periods"] == [336, 48]
     test = report["test"]
     assert test["UniRepLKNet"]["mse"] < 0.5 * test["Naive (last value)"]["mse"]
+    # the default linear skip (ridge on the training windows) + the backbone's gated correction
+    assert test["UniRepLKNet"]["mse"] < test["Seasonal naive (period 336, weekly)"]["mse"]
+    assert test["UniRepLKNet"]["mse"] < test["Linear (DLinear-like)"]["mse"]
+    skip = report["model"]["linear_skip"]
+    assert skip["ridge"] in [float(k) for k in skip["val_mse"]]
+    assert 0.0 <= report["model"]["correction_scale"]["scale"] <= 1.0

@@ -19,8 +19,25 @@ from ..errors import UserError
 
 logger = logging.getLogger(__name__)
 
-#: pixels the automatic ``--d-model`` aims at (64 x 64): lookback 96 → d_model 32, 336 → 12.
-AUTO_IMAGE_PIXELS = 4096
+from ..tasks.forecast_args import AUTO_IMAGE_PIXELS, FORECAST_DEFAULTS
+
+
+def resolve_forecast_config(args: argparse.Namespace) -> argparse.Namespace:
+    """The run's settings: ``FORECAST_DEFAULTS`` < ``--config`` YAML < flags (on ``--resume`` the checkpoint's
+    config < YAML < flags), through the shared resolver; returned as a namespace of every forecasting key."""
+    from .config import resolve_run_config
+
+    known = set(FORECAST_DEFAULTS)
+    layers = resolve_run_config(
+        args, task="forecasting", known=known, base=dict(FORECAST_DEFAULTS), task_defaults={},
+        ignored=("modality", "force", "auto", "baselines", "allow_nonfinite", "data_root", "allow_outside_root",
+                 "head_init_scale"))
+    cfg = layers.config
+    if cfg.get("data") is None:
+        raise UserError("forecasting needs --data: a CSV file with a date column and numeric columns "
+                        "(or a directory with --global-weather)")
+    cfg.pop("metric_mode", None)
+    return argparse.Namespace(**cfg, resume=getattr(args, "resume", None), config=getattr(args, "config", None))
 
 
 def auto_d_model(seq_len: int, max_pixels: int = AUTO_IMAGE_PIXELS, largest: int = 32, smallest: int = 8) -> int:
@@ -84,6 +101,7 @@ def _build_model(args: argparse.Namespace, data: Any, group: int | None, n_stati
         d_model=d_model, image_size=_image_size(args.image_size),
         n_time_features=0 if args.no_time_features else data.n_time_features, n_static=n_static,
         revin=not args.no_revin, dropout=args.dropout, head=args.head, season=season,
+        linear_skip=season is None and getattr(args, "linear_skip", "none") == "ridge",
     )
 
 
@@ -185,6 +203,8 @@ def _season_word(period: int, dates: Any) -> str:
 
 def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
     """Train, evaluate and save; returns the report (what ``metrics.json`` holds, plus file paths for the CLI)."""
+    import copy
+
     import torch
 
     from unireplknet import engine
@@ -192,6 +212,7 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
     from unireplknet.modalities.series.datasets import build_forecast_data, build_global_weather_data
     from unireplknet.tasks import forecasting as fc
 
+    args = resolve_forecast_config(args)
     _check_args(args)
     t_run = time.perf_counter()
     group = 1 if args.channel_independent else args.group_size
@@ -247,10 +268,12 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
         cfg_values["warmup_epochs"] = min(args.warmup_epochs, max(plan["epochs"] - 1, 0) or 0.2)
         torch.manual_seed(args.seed)
         model = _build_model(args, data, group, n_static, d_model, season)  # the probe trained a copy; start afresh
+    skip_fit = fc.fit_linear_skip(model, data.train, data.val) if model.skip is not None else None
     logger.info("time budget: %s", plan["why"])
     plan_line = (f"training plan: {cfg_values['epochs']} epoch(s) at most, patience {args.patience}, d_model {d_model} "
           f"-> image {model.image_size[0]}x{model.image_size[1]}, anchor "
-          f"{'seasonal naive period ' + str(season) if season else 'none'}; {plan['why']}")
+          f"{'seasonal naive period ' + str(season) if season else 'none'}, linear skip "
+          f"{'ridge %g (chosen on validation)' % skip_fit['ridge'] if skip_fit else 'none'}; {plan['why']}")
     logger.info("%s", plan_line)
     cfg = engine.EngineConfig.from_dict(cfg_values)
     run_config = {k: v for k, v in vars(args).items() if not callable(v)} | {
@@ -262,6 +285,9 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
                              out / "unireplknet", full_config=run_config)
     summary = trainer.fit(resume=args.resume)
     model.load_state_dict(trainer.best_model_weights())
+    gate = None
+    if model.skip is not None or season is not None:  # how much of the backbone's correction to keep
+        gate = fc.choose_correction_scale(model, loaders["val"], to_device=trainer.ctx.to_device)
     backbone_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -280,6 +306,10 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
         "Linear (DLinear-like)": linear,
         "Naive (last value)": fc.NaiveForecast(args.pred_len, data.targets),
     }
+    if model.skip is not None:  # the model without its backbone: what the backbone adds is visible
+        skip_only = copy.deepcopy(model)
+        skip_only.correction_scale.fill_(0.0)
+        models["Ridge (the linear skip alone)"] = skip_only
     for period in periods:
         name = f"Seasonal naive (period {period}{_season_word(period, data.dates)})"
         models[name] = fc.SeasonalNaiveForecast(args.pred_len, period, data.targets, args.seq_len)
@@ -293,7 +323,8 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
         "data": data.meta() | {"file": str(args.data)},
         "config": run_config,
         "model": {"backbone": args.model, "params": n_params, "image_size": list(model.image_size),
-                  "d_model": d_model, "anchor_period": season, "anchor_val_mse": anchor_val},
+                  "d_model": d_model, "anchor_period": season, "anchor_val_mse": anchor_val,
+                  "linear_skip": skip_fit, "correction_scale": gate},
         "seasonal_period": periods[0] if periods else 1,
         "seasonal_periods": periods,
         "best_val": summary.get("best"),

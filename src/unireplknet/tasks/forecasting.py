@@ -34,9 +34,11 @@ __all__ = [
     "NaiveForecast",
     "SeasonalNaiveForecast",
     "build_backbone",
+    "choose_correction_scale",
     "detect_period",
     "evaluate_forecaster",
     "forecast_loaders",
+    "fit_linear_skip",
     "forecast_loss",
     "make_evaluate_fn",
     "moving_average",
@@ -106,6 +108,17 @@ class ForecastModel(nn.Module):
             RevIN-normalised scale) plus what the network adds, so a fresh model
             starts as the seasonal naive forecast and learns the correction
             (``None``: no anchor).
+        linear_skip: add a linear map lookback → horizon of each target's own
+            window (normalised per window as RevIN does, weights shared across
+            targets) to the forecast: the backbone then forecasts a correction
+            to it. It starts at zero; :func:`fit_linear_skip` sets it by ridge
+            regression (closed form) and freezes it. The head starts at zero
+            too, so the model starts AS that linear forecast. Exclusive with
+            ``season``.
+
+    The backbone's correction is multiplied by the buffer ``correction_scale``
+    (1 by default; :func:`choose_correction_scale` picks it on validation; at
+    0 the backbone is not run).
     """
 
     def __init__(
@@ -126,10 +139,13 @@ class ForecastModel(nn.Module):
         head: str = "pooled",
         head_dropout: float = 0.0,
         season: int | None = None,
+        linear_skip: bool = False,
     ) -> None:
         super().__init__()
         if season is not None and not 1 <= season <= seq_len:
             raise ValueError(f"season must be between 1 and seq_len ({seq_len}), got {season}")
+        if season is not None and linear_skip:
+            raise ValueError("season (seasonal-naive anchor) and linear_skip are exclusive")
         self.season = season
         self.seq_len, self.pred_len, self.n_vars = seq_len, pred_len, n_vars
         self.targets = list(range(n_vars)) if targets is None else list(targets)
@@ -162,11 +178,16 @@ class ForecastModel(nn.Module):
                 in_features = backbone.forward_features(torch.zeros(1, 1, *self.image_size)).numel()
                 backbone.train(was_training)
         self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(in_features, pred_len * self.n_out))
-        if season is None:
+        if season is None and not linear_skip:
             nn.init.trunc_normal_(self.head[1].weight, std=0.02)
-        else:  # start exactly at the seasonal-naive anchor
+        else:  # start exactly at the seasonal-naive anchor / the linear skip
             nn.init.zeros_(self.head[1].weight)
         nn.init.zeros_(self.head[1].bias)
+        self.skip = nn.Linear(seq_len, pred_len) if linear_skip else None
+        if self.skip is not None:
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
+        self.register_buffer("correction_scale", torch.ones(()))
 
     def _group(self, x: Tensor) -> Tensor:
         """B x L x C → (B * n_groups) x L x group_size."""
@@ -187,6 +208,32 @@ class ForecastModel(nn.Module):
             static = static.reshape(x.shape[0], -1)
         return series_to_image(self.embed(x, x_mark, static), *self.image_size)
 
+    @property
+    def _out_channels(self) -> list[int] | None:
+        """Channels of a group that the output columns are (None: all of them)."""
+        return None if self.n_groups > 1 else self.targets
+
+    def skip_inputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-window normalised target histories for the linear skip.
+
+        ``x`` B x L x C → ``(xs, mean, std)``: ``xs`` (B * n_groups) x L x n_out,
+        ``mean``/``std`` (B * n_groups) x 1 x n_out, with ``x = xs * std + mean``
+        (RevIN's statistics, without its affine map).
+        """
+        xg = self._group(x)
+        if self._out_channels is not None:
+            xg = xg[..., self._out_channels]
+        mean = xg.mean(dim=1, keepdim=True).detach()
+        eps = self.revin.eps if self.revin is not None else 1e-5
+        std = torch.sqrt(xg.var(dim=1, keepdim=True, unbiased=False) + eps).detach()
+        return (xg - mean) / std, mean, std
+
+    def group_targets(self, y: Tensor) -> Tensor:
+        """B x pred_len x outputs (a target batch) → (B * n_groups) x pred_len x n_out, as :meth:`skip_inputs`."""
+        b = y.shape[0]
+        return y.reshape(b, self.pred_len, self.n_groups, self.n_out).permute(0, 2, 1, 3).reshape(
+            b * self.n_groups, self.pred_len, self.n_out)
+
     def forward(self, inputs: Inputs) -> Tensor:
         """Forecast B x pred_len x len(targets) from a batch dict or a B x seq_len x C tensor."""
         x, x_mark, static = _unpack(inputs)
@@ -195,16 +242,23 @@ class ForecastModel(nn.Module):
         xg = self._group(x)
         if self.revin is not None:
             xg, stats = self.revin.normalize(xg)
-        feats = self.backbone.forward_features(self.to_image(xg, x_mark, static))
-        if self.head_type == "pooled":
-            feats = self.backbone.forward_head(feats, pre_logits=True)
-        out = self.head(feats.flatten(1)).reshape(b * n, self.pred_len, self.n_out)
+        if self.skip is not None and float(self.correction_scale) == 0.0:
+            out = xg.new_zeros(b * n, self.pred_len, self.n_out)  # the linear skip alone: no backbone pass
+        else:
+            feats = self.backbone.forward_features(self.to_image(xg, x_mark, static))
+            if self.head_type == "pooled":
+                feats = self.backbone.forward_head(feats, pre_logits=True)
+            out = self.head(feats.flatten(1)).reshape(b * n, self.pred_len, self.n_out) * self.correction_scale
         if self.season is not None:
             idx = self.seq_len - self.season + torch.arange(self.pred_len, device=xg.device) % self.season
             anchor = xg[:, idx]
             out = out + (anchor if n > 1 else anchor[..., self.targets])
         if self.revin is not None:
-            out = self.revin.denormalize(out, stats, None if n > 1 else self.targets)
+            out = self.revin.denormalize(out, stats, self._out_channels)
+        if self.skip is not None:
+            xs, mean, std = self.skip_inputs(x)
+            lin = self.skip(xs.transpose(1, 2)).transpose(1, 2) * std
+            out = out + (lin if self.revin is not None else lin + mean)
         return out.reshape(b, n, self.pred_len, self.n_out).permute(0, 2, 1, 3).reshape(b, self.pred_len, -1)
 
     def reparameterize(self) -> ForecastModel:
@@ -450,6 +504,123 @@ def make_evaluate_fn(scaler: Any = None, columns: Sequence[int] | None = None) -
         return _evaluate(model, loader, ctx.to_device, ForecastMeter(scaler, columns), ctx.autocast)
 
     return evaluate_fn
+
+
+def _window_batches(dataset: Any, batch_size: int) -> Any:
+    """(inputs, y) batches over every window of ``dataset`` in order (vectorised when it has ``batch()``)."""
+    if hasattr(dataset, "batch"):
+        for start in range(0, len(dataset), batch_size):
+            yield dataset.batch(list(range(start, min(start + batch_size, len(dataset)))))
+        return
+    from torch.utils.data import DataLoader
+
+    yield from DataLoader(dataset, batch_size=batch_size, shuffle=False)
+
+
+#: ridge penalties tried by :func:`fit_linear_skip`, per training row (scale-free)
+SKIP_RIDGE_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+
+
+@torch.no_grad()
+def fit_linear_skip(
+    model: ForecastModel, train: Any, val: Any, ridge: Sequence[float] = SKIP_RIDGE_GRID, batch_size: int = 512,
+) -> dict[str, Any]:
+    """Fit ``model.skip`` by ridge regression on the training windows; the penalty is chosen on validation.
+
+    In the per-window normalised space of :meth:`ForecastModel.skip_inputs`, every target's
+    normalised horizon is regressed on its normalised lookback (one map shared by all
+    targets, intercept not penalised), for each penalty ``λ * n_rows`` of ``ridge``; the one
+    with the lowest validation MSE on the data's scale (what the evaluation reports) is kept.
+    The skip is then frozen (``requires_grad=False``): training fits the backbone's
+    correction to it. ``train``/``val`` are window datasets (``ForecastWindows``). Returns
+    ``ridge`` (the chosen λ), ``val_mse`` per λ and ``rows`` (training rows used).
+    """
+    if model.skip is None:
+        raise ValueError("this ForecastModel has no linear skip (build it with linear_skip=True)")
+    device = model.skip.weight.device
+    length = model.seq_len
+    gram = torch.zeros(length + 1, length + 1, dtype=torch.float64)
+    cross = torch.zeros(length + 1, model.pred_len, dtype=torch.float64)
+    rows = 0
+
+    def design(inputs: Any) -> tuple[Tensor, Tensor, Tensor]:
+        x, _, _ = _unpack(inputs)
+        xs, mean, std = model.skip_inputs(x.to(device).double())
+        feats = xs.permute(0, 2, 1).reshape(-1, length)
+        return torch.cat([feats, feats.new_ones(len(feats), 1)], 1), mean, std
+
+    for inputs, y in _window_batches(train, batch_size):
+        a, mean, std = design(inputs)
+        yn = (model.group_targets(y.to(device).double()) - mean) / std
+        yn = yn.permute(0, 2, 1).reshape(-1, model.pred_len)
+        gram += (a.T @ a).cpu()
+        cross += (a.T @ yn).cpu()
+        rows += len(a)
+    if rows == 0:
+        raise ValueError("fit_linear_skip needs at least one training window")
+    weights = []
+    for lam in ridge:
+        penalty = torch.full((length + 1,), float(lam) * rows, dtype=torch.float64)
+        penalty[-1] = 0.0
+        weights.append(torch.linalg.solve(gram + torch.diag(penalty), cross))
+    stacked = torch.stack(weights).to(device)  # K x (L + 1) x P
+    sq_err = torch.zeros(len(ridge), dtype=torch.float64)
+    count = 0
+    for inputs, y in _window_batches(val, batch_size):
+        a, mean, std = design(inputs)
+        yg = model.group_targets(y.to(device).double()).permute(0, 2, 1).reshape(-1, model.pred_len)
+        scale = std.permute(0, 2, 1).reshape(-1, 1)
+        shift = mean.permute(0, 2, 1).reshape(-1, 1)
+        pred = torch.einsum("nl,klp->knp", a, stacked) * scale + shift
+        sq_err += ((pred - yg) ** 2).sum(dim=(1, 2)).cpu()
+        count += yg.numel()
+    val_mse = (sq_err / max(count, 1)).tolist() if count else [float("nan")] * len(ridge)
+    best = int(np.nanargmin(val_mse)) if count else len(ridge) // 2
+    w = stacked[best].float()
+    model.skip.weight.copy_(w[:-1].T)
+    model.skip.bias.copy_(w[-1])
+    model.skip.requires_grad_(False)
+    logger.info("linear skip: ridge %g chosen on validation (MSE per ridge: %s)", ridge[best],
+                dict(zip(ridge, (round(v, 5) for v in val_mse))))
+    return {"ridge": float(ridge[best]), "val_mse": dict(zip((float(r) for r in ridge), val_mse)), "rows": rows}
+
+
+#: correction scales tried by :func:`choose_correction_scale`
+CORRECTION_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@torch.no_grad()
+def choose_correction_scale(
+    model: ForecastModel, loader: Any, grid: Sequence[float] = CORRECTION_GRID,
+    to_device: Callable[[Any], Any] | None = None,
+) -> dict[str, Any]:
+    """Set ``model.correction_scale`` to the value of ``grid`` with the lowest MSE on ``loader`` (validation).
+
+    The forecast is affine in the scale (the backbone's correction is added before the
+    affine de-normalisation), so two passes (scale 0 and 1) give the MSE of every value
+    of ``grid`` exactly. Returns ``scale`` and ``mse`` per scale.
+    """
+    move = to_device or _mover(next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    sq = torch.zeros(len(grid), dtype=torch.float64)
+    count = 0
+    for inputs, y in loader:
+        inputs, y = move((inputs, y))
+        model.correction_scale.fill_(0.0)
+        base = model(inputs).double()
+        model.correction_scale.fill_(1.0)
+        full = model(inputs).double()
+        g = torch.tensor(list(grid), dtype=torch.float64, device=base.device).view(-1, 1, 1, 1)
+        sq += (((base + g * (full - base)) - y.double()) ** 2).sum(dim=(1, 2, 3)).cpu()
+        count += y.numel()
+    mse = (sq / max(count, 1)).tolist()
+    best = int(np.argmin(mse))
+    model.correction_scale.fill_(float(grid[best]))
+    model.train(was_training)
+    logger.info("backbone correction scale %g chosen on validation (MSE per scale: %s)", grid[best],
+                dict(zip(grid, (round(v, 5) for v in mse))))
+    return {"scale": float(grid[best]), "mse": dict(zip((float(v) for v in grid), mse))}
 
 
 @torch.no_grad()
