@@ -170,7 +170,7 @@ def test_segmentation_flags_fit_the_train_command():
                               "--model-args", '{"depths": [1, 1, 2, 1]}', "--val-split", "0.2"])
     cfg = resolve_segmentation_config(args)
     assert cfg["crop_size"] == 64 and cfg["layer_decay"] == 0.8 and cfg["model_args"] == {"depths": [1, 1, 2, 1]}
-    assert cfg["metric"] == "mIoU" and cfg["lr"] == 1e-4 and cfg["output"] == "r" and cfg["val_split"] == 0.2
+    assert cfg["metric"] == "mIoU" and cfg["lr"] == 1e-4 and cfg["output"] == "r" and cfg["val_fraction"] == 0.2
     demo = resolve_segmentation_config(parser.parse_args(["train"]))
     assert demo["model"] == "unireplknet_a" and demo["crop_size"] == 128
 

@@ -66,8 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     g = p.add_argument_group("data and run")
     g.add_argument("--modality", default=None, choices=_MODALITIES, help="input kind (default image)")
-    g.add_argument("--task", default="classification", choices=["classification", "segmentation", "detection"],
-                   help="classification (any modality); segmentation / detection (images; docs/dense.md)")
+    g.add_argument("--task", default="classification",
+                   choices=["classification", "segmentation", "detection", "forecasting"],
+                   help="classification (any modality); segmentation / detection (images; docs/dense.md); "
+                        "forecasting (a CSV series; the same run as 'unireplknet forecast', docs/timeseries.md)")
     g.add_argument("--data", default=None, help="folder with train/ [val/] [test*/] splits, class folders, or a "
                                                 "CSV list (path,label[,split]); omit for the built-in demo")
     g.add_argument("--val-data", default=None, help="validation data (default: DATA/val, else --val-fraction of train)")
@@ -131,10 +133,15 @@ def prepare(parser: argparse.ArgumentParser, argv: list[str]) -> None:
 
         add_detection_args(parser)
         return
+    if task == "forecasting":
+        from ..tasks.forecast_args import add_forecast_args  # stdlib only
+
+        add_forecast_args(parser)
+        return
     name = _peek(argv, "--modality")
     if name in ("timeseries", "forecast", "forecasting"):
-        parser.error("time-series forecasting has its own command: unireplknet forecast --data FILE.csv ... "
-                     "(see 'unireplknet forecast --help'); series classification is --modality series")
+        parser.error("time-series forecasting is a task: unireplknet train --task forecasting --data FILE.csv ... "
+                     "(or 'unireplknet forecast'); series classification is --modality series")
     if name is None and any(a in ("-h", "--help") for a in argv):
         return
     from ..modalities import get_modality
@@ -158,6 +165,11 @@ def run(args: argparse.Namespace) -> int:
     from ..runner import run_task
 
     summary = run_task(args.task, args)
+    if args.task == "forecasting":
+        from .forecast import print_report
+
+        print_report(summary)
+        return 0
     if not isinstance(summary, dict):  # segmentation reports through its log and run files
         return int(summary or 0)
     if summary.get("rank", 0) != 0 or not summary.get("files"):  # printed once, by rank 0

@@ -4,7 +4,8 @@ Dependencies: core <- modalities <- tasks <- engine (task-agnostic loop) <- runn
 Every task is run through :func:`run_task`; classification (any modality, including series
 classification) goes through :func:`unireplknet.runner.train.run_training`, segmentation and detection
 through their task modules (same split rules, run-directory files and final test evaluation), and
-forecasting through :func:`unireplknet.runner.forecast.run_forecast` (the ``forecast`` command).
+forecasting through :func:`unireplknet.runner.forecast.run_forecast` (``train --task forecasting`` and the
+``forecast`` command). Every task resolves its config with :func:`unireplknet.engine.resolve.resolve_run_config`.
 """
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ TASKS: dict[str, tuple[str, str]] = {
     "classification": ("unireplknet.runner.train", "run_training"),
     "segmentation": ("unireplknet.tasks.segmentation_train", "run_segmentation_training"),
     "detection": ("unireplknet.tasks.detection_train", "run_detection_training"),
+    "forecasting": ("unireplknet.runner.forecast", "run_forecast"),
 }
 
 
 def run_task(task: str, args: Any) -> Any:
-    """Run ``task`` with the parsed arguments: a summary dict (classification, detection) or an exit code (segmentation)."""
+    """Run ``task`` with the parsed arguments: a summary dict (classification, detection), a report dict
+    (forecasting) or an exit code (segmentation)."""
     if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; choose from {', '.join(TASKS)} (forecasting: 'unireplknet forecast')")
+        raise ConfigError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     module, name = TASKS[task]
     return getattr(importlib.import_module(module), name)(args)
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import ConfigError, DataError
-from .config import RUNNER_DEFAULTS, Layers, resolve_layers
+from ..engine.resolve import Layers, resolve_run_config
+from .config import RUNNER_DEFAULTS
 
 __all__ = ["run_training", "known_keys", "default_output"]
 
@@ -42,35 +43,15 @@ def default_output(cfg: dict[str, Any]) -> str:
 
 
 def _resolve(args: argparse.Namespace, modality: Any) -> Layers:
-    from ..engine.checkpoint import load_checkpoint
-    from ..engine.config import DEFAULTS, load_config_file
-
-    known = known_keys(modality)
-    flags = {k: v for k, v in vars(args).items() if k in known and v is not None}
-    resumed = None
-    if getattr(args, "resume", None):
-        resumed = (str(args.resume), dict(load_checkpoint(args.resume).get("config") or {}))
-    yaml_config = (args.config, load_config_file(args.config)) if getattr(args, "config", None) else None
-    data = flags.get("data", (yaml_config[1].get("data") if yaml_config else None))
-    if resumed is not None:
-        data = resumed[1].get("data") if data is None else data
-    recipe = None
-    if getattr(args, "recipe", None):
-        recipes = dict(modality.recipes)
-        if args.recipe not in recipes:
-            raise ConfigError(f"unknown recipe {args.recipe!r} for modality {modality.name}; "
-                              f"valid: {', '.join(sorted(recipes)) or 'none'}")
-        recipe = (args.recipe, recipes[args.recipe])
-    use_auto = (data is not None and resumed is None and recipe is None
-                and flags.get("auto", (yaml_config[1].get("auto", True) if yaml_config else True)) is not False)
+    from ..engine.config import DEFAULTS
     from ..tasks.defaults import CLASSIFICATION_DEFAULTS
 
-    base = {**DEFAULTS, **CLASSIFICATION_DEFAULTS, **RUNNER_DEFAULTS}
-    return resolve_layers(
-        base=base, known=known, modality_defaults=modality.config_defaults,
-        demo_defaults=None if data is not None or resumed is not None else modality.demo_defaults,
-        task_defaults=TASK_DEFAULTS, recipe=recipe, yaml_config=yaml_config, flags=flags, resumed=resumed,
-        auto=(modality.auto if (use_auto and modality.auto is not None) else None),
+    return resolve_run_config(
+        args, task="classification", known=known_keys(modality),
+        base={**DEFAULTS, **CLASSIFICATION_DEFAULTS, **RUNNER_DEFAULTS},
+        modality_defaults=modality.config_defaults, demo_defaults=modality.demo_defaults,
+        task_defaults=TASK_DEFAULTS, recipes=dict(modality.recipes), recipe_owner=f"modality {modality.name}",
+        auto=modality.auto,
     )
 
 

@@ -101,9 +101,9 @@ _FLAGS = [
                                  help="skip unreadable images with one warning (default)")),
 ]
 
-# keys of the parsed ``train`` arguments that are not config values of this task
-_NOT_CONFIG = {"func", "command", "verbose", "task", "modality", "recipe", "config", "auto", "time_budget",
-               "baselines", "force", "head_init_scale", "allow_nonfinite", "data_root", "allow_outside_root"}
+#: parsed ``train`` arguments that other tasks read; detection ignores them (``data_root`` becomes ``image_root``).
+_SHARED_IGNORED = ("modality", "force", "time_budget", "baselines", "allow_nonfinite", "data_root",
+                   "allow_outside_root", "head_init_scale")
 
 
 def add_detection_args(parser: argparse.ArgumentParser) -> None:
@@ -115,28 +115,36 @@ def add_detection_args(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(*names, default=None, **kw)
 
 
-def resolve_detection_config(args: argparse.Namespace, base: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """engine defaults -> ``DET_DEFAULTS`` -> ``DEMO_DEFAULTS`` (no ``data``) -> ``base`` (a resumed run's
-    config) -> ``--config`` YAML -> values given in ``args`` (non-None)."""
-    from .. import engine
-    from ..errors import ConfigError
+def detection_auto(cfg: Dict[str, Any]) -> Dict[str, Tuple[Any, str]]:
+    """``auto`` for data on a CPU: torchvision's 800 px / T defaults take minutes per image batch there."""
+    device = str(cfg.get("device", "auto"))
+    if device.startswith("cuda"):
+        return {}
+    if device == "auto":
+        import torch
 
-    if getattr(args, "recipe", None):
-        raise ConfigError("--recipe is for classification; --task detection takes flags or --config")
-    flags = {k: v for k, v in vars(args).items() if v is not None and k not in _NOT_CONFIG}
-    if getattr(args, "data_root", None) is not None and flags.get("image_root") is None:
-        flags["image_root"] = args.data_root  # the train command's name for the same thing
-    yaml_cfg: Dict[str, Any] = {}
-    if getattr(args, "config", None):
-        yaml_cfg = engine.load_config_file(args.config)
-    cfg: Dict[str, Any] = dict(engine.DEFAULTS)
-    cfg.update(DET_DEFAULTS)
-    data = flags.get("data", yaml_cfg.get("data", (base or {}).get("data")))
-    if data is None:
-        cfg.update(DEMO_DEFAULTS)
-    cfg.update(base or {})
-    cfg.update(yaml_cfg)
-    cfg.update(flags)
+        if torch.cuda.is_available():
+            return {}
+    why = "a CPU run (800 px images and the T backbone take minutes per batch there)"
+    return {k: (v, why) for k, v in (("model", "unireplknet_a"), ("min_size", 512), ("max_size", 853),
+                                      ("fpn_channels", 128), ("representation_size", 256))}
+
+
+def resolve_detection_config(args: argparse.Namespace) -> Dict[str, Any]:
+    """engine defaults < ``DET_DEFAULTS`` < ``DEMO_DEFAULTS`` (no data) < auto (CPU) < ``--config`` YAML < flags;
+    on ``--resume`` the checkpoint's config < YAML < flags (:func:`unireplknet.engine.resolve.resolve_run_config`)."""
+    from ..engine.config import DEFAULTS
+    from ..errors import ConfigError
+    from ..engine.resolve import resolve_run_config
+
+    if getattr(args, "data_root", None) is not None and getattr(args, "image_root", None) is None:
+        args.image_root = args.data_root  # the train command's name for the same thing
+    known = set(DEFAULTS) | set(DET_DEFAULTS) | {"data", "val_data", "auto"}
+    layers = resolve_run_config(args, task="detection", known=known,
+                                base={**DEFAULTS, **DET_DEFAULTS, "data": None, "val_data": None, "auto": True},
+                                task_defaults={}, demo_defaults=DEMO_DEFAULTS, auto=detection_auto,
+                                ignored=_SHARED_IGNORED)
+    cfg = layers.config
     cfg["task"] = "detection"
     model_args = cfg.get("model_args")
     if isinstance(model_args, str):
@@ -144,8 +152,7 @@ def resolve_detection_config(args: argparse.Namespace, base: Optional[Dict[str, 
             cfg["model_args"] = json.loads(model_args)
         except json.JSONDecodeError as e:
             raise ConfigError(f"--model-args is not valid JSON: {e}") from e
-    if cfg["model"] != "custom" and "model_args" not in flags and "model_args" not in yaml_cfg \
-            and cfg.get("model_args") is DEMO_MODEL_ARGS:
+    if cfg["model"] != "custom" and not layers.set_by_user("model_args") and cfg.get("model_args") == DEMO_MODEL_ARGS:
         cfg["model_args"] = None  # the demo's tiny architecture is only for its own 'custom' model
     if cfg.get("layer_decay") is not None and float(cfg["layer_decay"]) >= 1.0:
         cfg["layer_decay"] = None
@@ -585,17 +592,12 @@ def train_detection(args: argparse.Namespace) -> Dict[str, Any]:
     from .dense_utils import build_dense_optimizer
     from .detection_data import trainer_collate
 
-    base = None
-    out_override = getattr(args, "output", None)
     if getattr(args, "resume", None):
-        ckpt_path, out = resolve_resume_dir(args.resume, out_override)
+        ckpt_path, out = resolve_resume_dir(args.resume, getattr(args, "output", None))
         args.resume = str(ckpt_path)
-        base = dict(engine.load_checkpoint(ckpt_path).get("config") or {})
-        base.pop("resume", None)
-    cfg = resolve_detection_config(args, base)
+    cfg = resolve_detection_config(args)
     if getattr(args, "resume", None):
         cfg["output"] = str(out)
-        cfg["resume"] = args.resume
     out = Path(cfg["output"])
     info = engine.distributed.init_from_env(str(cfg["device"]))
     lock = RunDir(out, force=bool(getattr(args, "force", None))) if info.is_main else None
@@ -644,7 +646,7 @@ def train_detection(args: argparse.Namespace) -> Dict[str, Any]:
             trainer.model, trainer.lr, float(cfg["weight_decay"]), cfg.get("layer_decay"), int(cfg["num_layers"]),
             betas=tuple(econf.opt_betas), eps=econf.opt_eps)
         trainer.scheduler = engine.build_scheduler(trainer.optimizer, econf, trainer.updates_per_epoch, trainer.lr)
-        summary = trainer.fit(resume=cfg.get("resume"))
+        summary = trainer.fit(resume=getattr(args, "resume", None))
         summary.update(plan=plan, splits=record["splits"], classes=class_names)
         if info.is_main:
             best = copy.deepcopy(trainer.model)

@@ -15,7 +15,7 @@ import json
 import logging
 import random
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 __all__ = ["SEG_DEFAULTS", "DEMO_DEFAULTS", "add_segmentation_args", "resolve_segmentation_config",
            "run_segmentation_training"]
@@ -26,8 +26,8 @@ _logger = logging.getLogger(__name__)
 SEG_DEFAULTS: Dict[str, Any] = {
     "model": "unireplknet_t", "model_args": None, "pretrained": None, "num_classes": None,
     "crop_size": 512, "seg_channels": 512, "aux_channels": 256, "aux_weight": 0.4, "ignore_index": 255,
-    "inference": "whole", "slide_stride": None, "num_layers": 12, "frozen_stages": 0, "val_split": 0.1,
-    "demo_size": 64, "output": "runs/segmentation",
+    "inference": "whole", "slide_stride": None, "num_layers": 12, "frozen_stages": 0, "val_fraction": 0.1,
+    "demo_size": 64, "output": "runs/segmentation", "data": None, "val_data": None,
     "epochs": 50, "batch_size": 8, "lr": 1e-4, "min_lr": 0.0, "weight_decay": 0.05, "layer_decay": 0.9,
     "warmup_epochs": 1, "drop_path": 0.2, "metric": "mIoU", "metric_mode": "max", "num_workers": 2,
 }
@@ -56,7 +56,8 @@ _FLAGS = [
     (("--slide-stride",), dict(type=int, help="stride of slide inference (default 2/3 of the crop)")),
     (("--num-layers",), dict(type=int, help="layer-decay depth (9 for T, 12 for S and larger in the original)")),
     (("--frozen-stages",), dict(type=int, help="freeze the stem and the first N stages")),
-    (("--val-split",), dict(type=float, help="fraction held out for validation when no val set is given")),
+    (("--val-fraction", "--val-split"), dict(type=float, dest="val_fraction",
+                                            help="fraction held out for validation when no val set is given (0.1)")),
     (("--demo-size",), dict(type=int, help="number of demo training scenes")),
     (("--epochs",), dict(type=int)), (("--batch-size",), dict(type=int)), (("--lr",), dict(type=float)),
     (("--min-lr",), dict(type=float)), (("--weight-decay",), dict(type=float)),
@@ -65,7 +66,10 @@ _FLAGS = [
     (("--device",), dict()), (("--num-workers",), dict(type=int)), (("--seed",), dict(type=int)),
     (("--max-train-steps",), dict(type=int, help="stop each epoch after N updates (smoke tests)")),
     (("--amp",), dict(action=argparse.BooleanOptionalAction)),
-    (("--resume",), dict(help="continue from a run's last.pt")),
+    (("--resume",), dict(help="continue from a run's last.pt (its config is the base)")),
+    (("--config",), dict(help="YAML file of config keys")),
+    (("--auto",), dict(action=argparse.BooleanOptionalAction,
+                       help="with --data on a CPU: a small model, 256 px crops and batch 4 (default on)")),
 ]
 
 
@@ -73,40 +77,46 @@ def add_segmentation_args(parser: argparse.ArgumentParser) -> None:
     """Add the segmentation flags (all ``default=None``), skipping options the parser already defines."""
     existing = set(getattr(parser, "_option_string_actions", {}))
     for names, kw in _FLAGS:
-        if any(n in existing for n in names):
-            continue
-        parser.add_argument(*names, default=None, **kw)
+        new = [n for n in names if n not in existing]
+        if new and (len(new) == len(names) or "dest" in kw):  # an alias of a shared flag keeps its dest
+            parser.add_argument(*new, default=None, **kw)
+
+
+#: parsed ``train`` arguments that other tasks read; segmentation ignores them.
+_SHARED_IGNORED = ("modality", "force", "time_budget", "baselines", "allow_nonfinite", "data_root",
+                   "allow_outside_root", "head_init_scale")
+
+
+def segmentation_auto(cfg: Dict[str, Any]) -> Dict[str, Tuple[Any, str]]:
+    """``auto`` for data on a CPU: ADE20K's defaults (T, 512 px crops, batch 8) need ~16 GB and hours per epoch."""
+    if _cuda(str(cfg.get("device", "auto"))):
+        return {}
+    why = "a CPU run (ADE20K's T / 512 px / batch 8 needs ~16 GB and hours per epoch)"
+    return {k: (v, why) for k, v in (("model", "unireplknet_a"), ("crop_size", 256), ("batch_size", 4),
+                                      ("seg_channels", 128), ("aux_channels", 64))}
 
 
 def resolve_segmentation_config(args: argparse.Namespace) -> Dict[str, Any]:
-    """``SEG_DEFAULTS`` -> ``DEMO_DEFAULTS`` (no ``data``) -> values given in ``args`` (non-None)."""
-    from .. import engine
+    """engine defaults < ``SEG_DEFAULTS`` < ``DEMO_DEFAULTS`` (no data) < auto < ``--config`` YAML < flags;
+    on ``--resume`` the checkpoint's config < YAML < flags (:func:`unireplknet.engine.resolve.resolve_run_config`)."""
+    from ..engine.config import DEFAULTS
+    from ..errors import ConfigError
+    from ..engine.resolve import resolve_run_config
 
-    cfg: Dict[str, Any] = dict(engine.DEFAULTS)
-    cfg.update(SEG_DEFAULTS)
-    if getattr(args, "data", None) is None:
-        cfg.update(DEMO_DEFAULTS)
-    for key, value in vars(args).items():
-        if value is not None and key not in ("func", "command", "verbose", "task"):
-            cfg[key] = value
-    for alias in ("run_dir", "output_dir", "out"):  # the train command may name the run directory differently
-        if getattr(args, "output", None) is None and getattr(args, alias, None) is not None:
-            cfg["output"] = getattr(args, alias)
+    known = set(DEFAULTS) | set(SEG_DEFAULTS) | {"auto"}
+    layers = resolve_run_config(args, task="segmentation", known=known, base={**DEFAULTS, **SEG_DEFAULTS, "auto": True},
+                                task_defaults={}, demo_defaults=DEMO_DEFAULTS, auto=segmentation_auto,
+                                ignored=_SHARED_IGNORED)
+    cfg = layers.config
     if isinstance(cfg.get("model_args"), str):
         try:
             cfg["model_args"] = json.loads(cfg["model_args"])
         except json.JSONDecodeError as e:
-            raise ValueError(f"--model-args is not valid JSON: {e}") from e
+            raise ConfigError(f"--model-args is not valid JSON: {e}") from e
     if cfg.get("layer_decay") is not None and float(cfg["layer_decay"]) >= 1.0:
         cfg["layer_decay"] = None
-    if getattr(args, "data", None) is not None and not _cuda(str(cfg.get("device", "auto"))):
-        # ADE20K's defaults (T, 512 px crops, batch 8) need ~16 GB and hours per epoch on a CPU
-        for key, value, why in (("model", "unireplknet_a", "a CPU run"), ("crop_size", 256, "a CPU run"),
-                                ("batch_size", 4, "a CPU run"), ("seg_channels", 128, "a CPU run"),
-                                ("aux_channels", 64, "a CPU run")):
-            if getattr(args, key, None) is None:
-                cfg[key] = value
-                _logger.info("auto: %s = %s (%s; set it to override)", key, value, why)
+    if not 0.0 < float(cfg["val_fraction"]) < 1.0:
+        raise ConfigError(f"val_fraction must be between 0 and 1, got {cfg['val_fraction']}")
     return cfg
 
 
@@ -124,7 +134,7 @@ def _datasets(cfg: Dict[str, Any]) -> tuple:
     """``(train, val, tests, num_classes, class_names)`` by the shared split rules.
 
     ``DATA/{train,val*,test*}/`` (each an ``images/`` + ``masks/`` folder) are splits; without a
-    validation split ``val_split`` of the training images is held out (seeded); ``DATA`` itself may be
+    validation split ``val_fraction`` of the training images is held out (seeded); ``DATA`` itself may be
     one ``images/`` + ``masks/`` folder. Test splits are evaluated once at the end, never for selection.
     """
     from ..errors import DataError
@@ -168,7 +178,7 @@ def _datasets(cfg: Dict[str, Any]) -> tuple:
             raise DataError(f"{train_root} has {len(pairs)} image(s): need at least 2 to hold out a validation set")
         order = list(range(len(pairs)))
         random.Random(int(cfg["seed"])).shuffle(order)
-        n_val = max(1, int(round(len(pairs) * float(cfg["val_split"]))))
+        n_val = max(1, int(round(len(pairs) * float(cfg["val_fraction"]))))
         val_idx, train_idx = sorted(order[:n_val]), sorted(order[n_val:])
         names = train.class_names
         train = SegmentationFolder([pairs[i] for i in train_idx], ncls, transform=train_tf, ignore_index=ign)
@@ -204,7 +214,14 @@ def run_segmentation_training(args: argparse.Namespace) -> int:
     from .dense_viz import denormalize, save_segmentation_png
     from .segmentation import evaluate_segmentation, predict_segmentation, segmentation_loss
 
+    from ..engine.rundir import resolve_resume_dir
+
+    if getattr(args, "resume", None):
+        ckpt_path, resumed_dir = resolve_resume_dir(args.resume, getattr(args, "output", None))
+        args.resume = str(ckpt_path)
     cfg = resolve_segmentation_config(args)
+    if getattr(args, "resume", None):
+        cfg["output"] = str(resumed_dir)
     engine.distributed.init_from_env(str(cfg["device"]))
     econf = engine.EngineConfig.from_dict({**cfg, "layer_decay": None})  # layer decay: our own groups below
     train_set, val_set, test_sets, num_classes, class_names = _datasets(cfg)
@@ -241,7 +258,7 @@ def run_segmentation_training(args: argparse.Namespace) -> int:
         trainer.model, trainer.lr, float(cfg["weight_decay"]), cfg.get("layer_decay"), int(cfg["num_layers"]),
         betas=tuple(econf.opt_betas), eps=econf.opt_eps)
     trainer.scheduler = engine.build_scheduler(trainer.optimizer, econf, trainer.updates_per_epoch, trainer.lr)
-    summary = trainer.fit(resume=cfg.get("resume"))
+    summary = trainer.fit(resume=getattr(args, "resume", None))
     if engine.distributed.is_main():
         model.load_state_dict(trainer.best_model_weights())
         model.eval()
