@@ -25,7 +25,7 @@ from ..tasks.forecast_args import AUTO_IMAGE_PIXELS, FORECAST_DEFAULTS
 def resolve_forecast_config(args: argparse.Namespace) -> argparse.Namespace:
     """The run's settings: ``FORECAST_DEFAULTS`` < ``--config`` YAML < flags (on ``--resume`` the checkpoint's
     config < YAML < flags), through the shared resolver; returned as a namespace of every forecasting key."""
-    from .config import resolve_run_config
+    from ..engine.resolve import resolve_run_config
 
     known = set(FORECAST_DEFAULTS)
     layers = resolve_run_config(
