@@ -35,10 +35,11 @@ from ...errors import DataError
 
 __all__ = [
     "IMAGE_KINDS", "AUGMENTATIONS", "fill_missing", "resample", "znormalize", "prepare_series", "prepare_all",
-    "augment_series", "series_image", "channel_stats", "standardize", "image_channels", "parse_augment", "SeriesImageDataset",
+    "augment_series", "series_image", "image_parts", "channel_stats", "standardize", "image_channels", "parse_augment", "eval_windows", "SeriesImageDataset",
 ]
 
-IMAGE_KINDS = ("gaf", "recurrence", "reshape")
+#: image parts; a ``z`` prefix applies the part to the per-series z-normalised series.
+IMAGE_KINDS = ("gaf", "recurrence", "reshape", "zgaf", "zrecurrence", "zreshape")
 AUGMENTATIONS = ("scale", "jitter", "crop", "shift")
 
 
@@ -59,12 +60,21 @@ def fill_missing(x: np.ndarray) -> np.ndarray:
 
 
 def resample(x: np.ndarray, length: int) -> np.ndarray:
-    """Linearly resample every channel of ``x`` (``C x L``) to ``length`` points."""
+    """Resample every channel of ``x`` (``C x L``) to ``length`` points: linear interpolation when
+    stretching, the mean over each output point's share of the input when shrinking (no aliasing:
+    a spike shorter than the step is kept as part of its bin's mean rather than hit or missed)."""
     n = x.shape[1]
     if n == length:
         return x.astype(np.float32, copy=False)
     if n == 1:
         return np.repeat(x, length, axis=1).astype(np.float32)
+    if n > length:
+        # exact area averaging: cumulative sums of the piecewise-constant signal at the bin edges
+        cum = np.concatenate([np.zeros((x.shape[0], 1)), np.cumsum(x, axis=1, dtype=np.float64)], axis=1)
+        edges = np.linspace(0.0, float(n), length + 1)
+        grid = np.arange(n + 1, dtype=np.float64)
+        at = np.stack([np.interp(edges, grid, row) for row in cum])
+        return (np.diff(at, axis=1) * (length / n)).astype(np.float32)
     src = np.linspace(0.0, 1.0, n)
     dst = np.linspace(0.0, 1.0, length)
     return np.stack([np.interp(dst, src, row) for row in x]).astype(np.float32)
@@ -135,11 +145,18 @@ def augment_series(x: Tensor, augment: Sequence[str], generator: "torch.Generato
     return x
 
 
+def image_parts(kind: str) -> tuple[str, ...]:
+    """The parts of an image kind: ``'reshape+zrecurrence'`` → ``('reshape', 'zrecurrence')`` (checked)."""
+    parts = tuple(k.strip().lower() for k in str(kind).split("+"))
+    if not all(k in IMAGE_KINDS for k in parts):
+        raise DataError(f"unknown series image {kind!r}; choose from {', '.join(IMAGE_KINDS)}, "
+                        "or several joined by '+' (their channels are stacked)")
+    return parts
+
+
 def image_channels(kind: str, channels: int) -> int:
     """Image channels ``series_image(kind)`` makes from a series of ``channels`` variables."""
-    if kind not in IMAGE_KINDS:
-        raise DataError(f"unknown series image {kind!r}; choose from {', '.join(IMAGE_KINDS)}")
-    return 2 * channels
+    return 2 * channels * len(image_parts(kind))
 
 
 def _paa(x: Tensor, size: int) -> Tensor:
@@ -151,8 +168,15 @@ def _paa(x: Tensor, size: int) -> Tensor:
     return F.interpolate(x[None], size=size, mode="linear", align_corners=True)[0]
 
 
-def series_image(x: Tensor, kind: str = "gaf", size: int = 64) -> Tensor:
-    """One prepared series ``x`` (``C x L``) → a ``2C x size x size`` image (see the module docstring)."""
+def _zseries(x: Tensor) -> Tensor:
+    """Per-channel z-normalisation of ``C x L`` (a constant channel becomes zeros)."""
+    std = x.std(dim=1, keepdim=True, unbiased=False)
+    return (x - x.mean(dim=1, keepdim=True)) / torch.where(std < 1e-6, torch.ones_like(std), std)
+
+
+def _image_part(x: Tensor, kind: str, size: int) -> Tensor:
+    if kind.startswith("z"):
+        x, kind = _zseries(x), kind[1:]
     if kind == "gaf":
         p = _paa(x, size)
         lo, hi = p.amin(dim=1, keepdim=True), p.amax(dim=1, keepdim=True)
@@ -175,15 +199,43 @@ def series_image(x: Tensor, kind: str = "gaf", size: int = 64) -> Tensor:
     raise DataError(f"unknown series image {kind!r}; choose from {', '.join(IMAGE_KINDS)}")
 
 
+def series_image(x: Tensor, kind: str = "gaf", size: int = 64) -> Tensor:
+    """One prepared series ``x`` (``C x L``) → a ``C' x size x size`` image (see the module docstring);
+    ``kind`` joins parts with ``+`` (``'reshape+zreshape'``), whose channels are stacked."""
+    parts = image_parts(kind)
+    if len(parts) == 1:
+        return _image_part(x, parts[0], size)
+    return torch.cat([_image_part(x, k, size) for k in parts], dim=0)
+
+
+def eval_windows(x: Tensor, views: int, frac: float = 0.9) -> list[Tensor]:
+    """Test-time views of a prepared series ``x`` (``C x L``): the whole series, then ``views - 1``
+    windows of ``frac`` of its length, evenly placed from start to end, each resampled to ``L``
+    (the deterministic counterpart of the ``crop`` augmentation)."""
+    out = [x]
+    c, length = x.shape
+    win = max(2, int(round(frac * length)))
+    k = views - 1
+    for i in range(k):
+        start = int(round(i * (length - win) / max(1, k - 1))) if k > 1 else (length - win) // 2
+        out.append(F.interpolate(x[None, :, start:start + win], size=length, mode="linear", align_corners=True)[0])
+    return out
+
+
 class SeriesImageDataset(Dataset):
-    """Prepared series (``N x C x L``) and labels → ``(C' x S x S image, label)``; augmented when ``augment``."""
+    """Prepared series (``N x C x L``) and labels → ``(C' x S x S image, label)``; augmented when ``augment``.
+
+    With ``views > 1`` (evaluation), an item is a ``views x C' x S x S`` stack (:func:`eval_windows`)
+    whose scores the evaluation averages."""
 
     def __init__(self, series: np.ndarray, labels: Sequence[int], kind: str = "gaf", size: int = 64,
-                 augment: Sequence[str] = (), classes: Sequence[str] = ()) -> None:
+                 augment: Sequence[str] = (), classes: Sequence[str] = (), views: int = 1) -> None:
         if series.ndim != 3:
             raise DataError(f"series must be N x C x L, got shape {tuple(series.shape)}")
         if len(series) != len(labels):
             raise DataError(f"{len(series)} series but {len(labels)} labels")
+        if int(views) < 1:
+            raise DataError(f"views must be at least 1, got {views}")
         image_channels(kind, series.shape[1])  # checks the kind
         self.series = torch.from_numpy(np.ascontiguousarray(series, dtype=np.float32))
         self.labels = [int(v) for v in labels]
@@ -191,6 +243,7 @@ class SeriesImageDataset(Dataset):
         self.size = int(size)
         self.augment = tuple(augment)
         self.classes = list(classes)
+        self.views = int(views)
 
     @property
     def in_chans(self) -> int:
@@ -204,4 +257,7 @@ class SeriesImageDataset(Dataset):
         x = self.series[index]
         if self.augment:
             x = augment_series(x, self.augment)
+        if self.views > 1:
+            return torch.stack([series_image(v, self.kind, self.size) for v in eval_windows(x, self.views)]), \
+                self.labels[index]
         return series_image(x, self.kind, self.size), self.labels[index]
