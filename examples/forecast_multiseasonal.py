@@ -9,14 +9,16 @@ and a weekly (336 steps) cycle. One week of history (336 half-hours)
 forecasts the next day (48) by default; the series is split 70/10/20 in time.
 
     pip install pmdarima
-    python examples/forecast_multiseasonal.py                    # about 10 CPU minutes (the default budget)
+    python examples/forecast_multiseasonal.py                    # about 3 minutes on 2 CPU cores (budget 10)
     python examples/forecast_multiseasonal.py --pred-len 96 --time-budget 5
 
 The real ``unireplknet forecast`` command runs on a CSV written to a temporary
 folder (or ``--csv-dir``); the table prints the backbone next to the naive
 forecast, the seasonal naive forecasts with each detected period (daily and
-weekly) and the DLinear-like linear model trained in the same run. Everything
-else lands in ``--output`` (metrics.json, metrics.csv, forecast.png).
+weekly), the DLinear-like linear model trained in the same run and the
+model's own linear skip alone (ridge; what the backbone adds to it is the
+difference). Everything else lands in ``--output`` (metrics.json,
+metrics.csv, forecast.png).
 """
 from __future__ import annotations
 

@@ -518,7 +518,7 @@ def _window_batches(dataset: Any, batch_size: int) -> Any:
 
 
 #: ridge penalties tried by :func:`fit_linear_skip`, per training row (scale-free)
-SKIP_RIDGE_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+SKIP_RIDGE_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
 @torch.no_grad()
@@ -539,6 +539,7 @@ def fit_linear_skip(
         raise ValueError("this ForecastModel has no linear skip (build it with linear_skip=True)")
     device = model.skip.weight.device
     length = model.seq_len
+    batch_size = max(1, min(batch_size, (1 << 22) // (length * model.n_vars)))  # about 32 MB of doubles a batch
     gram = torch.zeros(length + 1, length + 1, dtype=torch.float64)
     cross = torch.zeros(length + 1, model.pred_len, dtype=torch.float64)
     rows = 0
