@@ -66,3 +66,40 @@ def test_hf_name_offline_and_not_cached_is_one_line_error(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: hf:nobody/no-such-dataset: cannot load"), proc.stderr
+
+
+def test_streaming_save_to_disk_trains_above_chance_with_exact_counts(tmp_path):
+    data = tmp_path / "hfdata"
+    datasets.DatasetDict({"train": _split(64, 0), "validation": _split(16, 1), "test": _split(16, 2)}).save_to_disk(data)
+    run = tmp_path / "run"
+    args = base_args(f"stream:{data}", run, "--no-deploy", "--epochs", "8", "--batch-size", "8", "--lr", "0.004",
+                     "--in-chans", "3", "--baselines")
+    assert main(args) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["splits"] == {"train": 64, "val": 16, "test": 16}  # from the data set, not a scan
+    assert summary["plan"][0].startswith("data layout: Hugging Face datasets (streaming")
+    assert summary["evaluation"]["test"]["n"] == 16  # every test row once
+    assert summary["evaluation"]["test"]["acc1"] >= 0.8, summary["evaluation"]  # chance: 0.5
+    assert summary["baselines"]["results"]["test"]
+    from unireplknet.modalities.hf import HFStreamDataset, stream_task_data
+    import argparse
+
+    task = stream_task_data(argparse.Namespace(data=f"stream:{data}", seed=0), None, None, in_chans=3,
+                            input_size=(20, 20), rows_per_part=10)
+    assert isinstance(task.train, HFStreamDataset) and len(task.train.shards) == 7  # 64 rows in parts of <= 10
+    seen = []
+    for rank in (0, 1):
+        part = task.train.for_rank(rank, 2)
+        part.set_epoch(3)
+        seen += [name for w in (0, 1) for _, name, _ in part.iter_part(3, rank, 2, w, 2)]
+    assert len(seen) == 64 == len(set(seen))  # every row exactly once per epoch over 2 ranks x 2 workers
+
+
+def test_auto_reads_a_sample_of_a_saved_dataset(tmp_path):
+    from unireplknet.modalities import get_modality
+
+    data = tmp_path / "hfdata"
+    datasets.DatasetDict({"train": _split(12, 0), "validation": _split(4, 1)}).save_to_disk(data)
+    chosen = get_modality("image").auto({"data": str(data), "seed": 0})
+    assert chosen["input_size"][0] == 32 and chosen["in_chans"][0] == 3  # 20 px colour images: 32 is the floor
+    assert "sampled training samples" in chosen["input_size"][1]

@@ -97,3 +97,63 @@ def test_audio_train_command_on_shards_learns(tmp_path, stream):
     assert acc >= 0.9, summary["evaluation"]  # chance is 0.5 (two balanced classes)
     assert summary["baselines"]["results"]["val"]  # a simple baseline stands beside it on the same split
     assert any(("streaming" in line) == stream for line in summary["plan"][:1])
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_while_streaming_then_resume_matches_uninterrupted(tmp_path):
+    import signal
+
+    import torch
+
+    from unireplknet.engine.checkpoint import load_checkpoint
+
+    from test_train_cli import base_args
+    from test_train_cli_resume import KILLER
+
+    data = make_dataset(tmp_path / "data", n_train=6, n_val=2)  # 12 training images: 3 batches of 4
+    assert main(["shard", "--data", str(data), "-o", str(tmp_path / "sh"), "--max-count", "5"]) == 0
+    spec = f"stream:{tmp_path / 'sh'}"
+    # 2 workers: worker 0 yields 1 batch per epoch, worker 1 two; the resumed epoch must skip worker 0's
+    extra = ["--epochs", "2", "--ckpt-every-steps", "1", "--drop-path", "0.1", "--mixup", "0.4", "--no-deploy",
+             "--num-workers", "2"]
+    assert main(base_args(spec, tmp_path / "full", *extra)) == 0
+    (tmp_path / "killer.py").write_text(KILLER)
+    env = {**os.environ, "KILL_AT_BATCH": "5", "PYTHONPATH": os.pathsep.join(sys.path)}  # epoch 2, second batch
+    proc = subprocess.run([sys.executable, str(tmp_path / "killer.py"), *base_args(spec, tmp_path / "cut", *extra)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    mid = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (mid["epoch"], mid["batch_in_epoch"], mid["global_step"]) == (1, 1, 4)
+    assert main(["train", "--resume", str(tmp_path / "cut" / "last.pt")]) == 0
+    full, resumed = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert resumed["global_step"] == full["global_step"] == 6
+    for name, value in full["model"].items():
+        assert torch.equal(value, resumed["model"][name]), name
+
+
+def test_mid_epoch_skip_gives_the_rest_of_the_same_epoch(tmp_path):
+    import types
+
+    from unireplknet.engine.distributed import DistInfo
+    from unireplknet.modalities.shards import ShardIterableDataset, load_shard_index
+    from unireplknet.runner.loaders import build_loader
+
+    class Named(ShardIterableDataset):
+        def _item(self, epoch, pos, name, ext, data, label):
+            return name, int(label)
+
+    data = make_dataset(tmp_path / "data", n_train=7, n_val=2)  # 14 training images
+    assert main(["shard", "--data", str(data), "-o", str(tmp_path / "sh"), "--max-count", "4"]) == 0
+    index = load_shard_index(str(tmp_path / "sh"))
+    paths = index.shards["train"]
+    ds = Named(paths, [index.counts[p] for p in paths], (".png",), None, seed=1, buffer=3)
+    for workers, rank in ((0, 0), (2, 1), (3, 0)):
+        cfg = types.SimpleNamespace(batch_size=2, num_workers=workers, device="cpu")
+        loader = build_loader(ds, cfg, train=True, info=DistInfo(rank=rank, world_size=2))
+        loader.sampler.set_epoch(2)
+        whole = [list(names) for names, _ in loader]
+        assert len(whole) == len(loader) == 3  # 7 samples per rank, batch 2
+        for k in range(1, 3):
+            loader.sampler.set_skip(k * 2)
+            assert [list(names) for names, _ in loader] == whole[k:], (workers, k)
+            loader.sampler.set_skip(0)

@@ -28,9 +28,10 @@ from torch.utils.data import Dataset
 
 from ..errors import BadFileError, DataError, MissingExtraError
 from .base import VAL_NAMES, TaskData, carve_val, split_kind
+from .shards import ShardIterableDataset
 
 __all__ = ["is_hf_spec", "load_hf_splits", "HFImageDataset", "task_data_from_hf", "image_task_data",
-           "sample_training_images"]
+           "sample_training_images", "stream_task_data", "HFStreamDataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +44,16 @@ def is_hf_spec(data: Any) -> bool:
     """Whether ``--data`` names a Hugging Face data set (``hf:NAME`` or a ``save_to_disk`` folder)."""
     if data is None:
         return False
-    s = str(data)
+    s = _unstream(str(data))[0]
     if s.startswith("hf:"):
         return True
     p = Path(s)
     return p.is_dir() and any((p / m).is_file() for m in _DISK_MARKERS)
+
+
+def _unstream(data: str) -> tuple[str, bool]:
+    """``(spec, streaming)`` of ``--data`` (``stream:hf:NAME`` / ``stream:DIR`` ask for streaming)."""
+    return (data[len("stream:"):], True) if data.startswith("stream:") else (data, False)
 
 
 def _datasets() -> Any:
@@ -61,7 +67,7 @@ def _datasets() -> Any:
 def load_hf_splits(data: str) -> dict[str, Any]:
     """``{split name: datasets.Dataset}`` of ``data`` (a single saved ``Dataset`` is the ``train`` split)."""
     datasets = _datasets()
-    s = str(data)
+    s = _unstream(str(data))[0]
     if s.startswith("hf:"):
         name, _, config = s[3:].partition(":")
         if not name:
@@ -146,6 +152,8 @@ def task_data_from_hf(args: argparse.Namespace, train_tf: Any, eval_tf: Any, *, 
     data = getattr(args, "data", None)
     if not is_hf_spec(data):
         return None
+    if _unstream(str(data))[1]:
+        return stream_task_data(args, train_tf, eval_tf, in_chans=in_chans, input_size=input_size)
     parts = load_hf_splits(str(data))
     seed = int(getattr(args, "seed", 0) or 0)
     roles: dict[str, str] = {}
@@ -222,26 +230,190 @@ def task_data_from_hf(args: argparse.Namespace, train_tf: Any, eval_tf: Any, *, 
                     meta={"source": str(data), "format": "huggingface", "plan": plan})
 
 
+# ----------------------------------------------------------------------------- streaming
+def _roles(names: Sequence[str], data: str) -> dict[str, str]:
+    """Split name → role (``train``, ``val`` or the test split's name) by the split rules; others are ignored."""
+    roles: dict[str, str] = {}
+    for name in names:
+        kind = split_kind(name)
+        if kind is None:
+            logger.warning("%s: split %r is not train, val* or test*: ignored", data, name)
+            continue
+        role = "train" if kind == "train" else "val" if kind == "val" else name
+        if role in roles.values() and role in ("train", "val"):
+            raise DataError(f"{data}: several {role} splits ({', '.join(names)}); keep one")
+        roles[name] = role
+    return roles
+
+
+class HFStreamDataset(ShardIterableDataset):
+    """A Hugging Face split read as a stream: the rows of a ``save_to_disk`` split in contiguous parts
+    (each part a "shard" with an exact count), or a hub split loaded with ``streaming=True`` (one part,
+    its count from the data set's info). Same rank/worker cutting, padding, shuffle buffer and seeding
+    as :class:`~unireplknet.modalities.shards.ShardIterableDataset`."""
+
+    def __init__(self, spec: str, split: str, ranges: Sequence[tuple[int, int]], image_col: str, label_col: str,
+                 label_of: Callable[[Any], int], in_chans: int, transform: Any, **kw: Any) -> None:
+        names = [f"{spec}:{split}[{a}:{b}]" for a, b in ranges]
+        super().__init__(names, [b - a for a, b in ranges], (), self._decode, transform, label_of, **kw)
+        self.spec, self.split, self.ranges = spec, split, list(ranges)
+        self.image_col, self.label_col, self.in_chans = image_col, label_col, in_chans
+        self._hf: Any = None
+
+    def _decode(self, value: Any, ext: str) -> Any:
+        return _to_pil(value, self.in_chans)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_hf"] = None  # each worker opens the data set itself
+        return state
+
+    def _open(self) -> Any:
+        if self._hf is None:
+            if self.spec.startswith("hf:"):
+                name, _, config = self.spec[3:].partition(":")
+                self._hf = _datasets().load_dataset(name, config or None, split=self.split, streaming=True)
+            else:
+                self._hf = load_hf_splits(self.spec)[self.split]
+        return self._hf
+
+    def part_samples(self, shard_id: int, skip: int = 0) -> Any:
+        """``(row, "", image value, label value)`` of part ``shard_id`` from its row ``skip`` on."""
+        ds = self._open()
+        a, b = self.ranges[shard_id]
+        if self.spec.startswith("hf:"):  # one part: the whole hub stream
+            for i, row in enumerate(ds.skip(skip) if skip else ds, start=skip):
+                yield str(i), "", row[self.image_col], row[self.label_col]
+            return
+        for r in range(a + skip, b):
+            row = ds[r]
+            yield str(r), "", row[self.image_col], row[self.label_col]
+
+
+def _split_counts(spec: str, names: Sequence[str]) -> tuple[dict[str, int], Any]:
+    """Rows per split and the features: from the saved data set, or from a hub data set's info (no download)."""
+    datasets = _datasets()
+    if spec.startswith("hf:"):
+        name, _, config = spec[3:].partition(":")
+        try:
+            builder = datasets.load_dataset_builder(name, config or None)
+        except Exception as e:  # offline and not cached, unknown name, ...
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise DataError(f"{spec}: cannot load the Hugging Face data set info: {first[:200]}") from None
+        splits = builder.info.splits or {}
+        counts = {n: int(splits[n].num_examples) for n in names if n in splits and splits[n].num_examples}
+        return counts, builder.info.features
+    parts = load_hf_splits(spec)
+    return {n: len(ds) for n, ds in parts.items()}, next(iter(parts.values())).features
+
+
+def stream_task_data(args: argparse.Namespace, train_tf: Any, eval_tf: Any, *, in_chans: int,
+                     input_size: tuple[int, int], rows_per_part: int = 2000, buffer: int = 1000) -> TaskData:
+    """A :class:`TaskData` whose splits stream from the Hugging Face data set named by ``args.data``
+    (``stream:hf:NAME[:CONFIG]`` or ``stream:DIR``), read by the runner's streaming loaders.
+
+    Counts come from the saved data set or the hub data set's info, class names from a ``ClassLabel``
+    feature (no scan); training is shuffled (part order and a ``buffer``-row buffer) and padded to
+    ``ceil(N / world)`` per rank, validation and tests are read once over all ranks. Validation must be
+    a split of its own (a stream cannot be carved per class).
+    """
+    data = str(args.data)
+    spec = _unstream(data)[0]
+    seed = int(getattr(args, "seed", 0) or 0)
+    if spec.startswith("hf:"):
+        name, _, config = spec[3:].partition(":")
+        try:
+            names = list(_datasets().get_dataset_split_names(name, config or None))
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise DataError(f"{spec}: cannot list the splits of the Hugging Face data set: {first[:200]}") from None
+    else:
+        names = list(load_hf_splits(spec))
+    roles = _roles(names, data)
+    for need in ("train", "val"):
+        if need not in roles.values():
+            raise DataError(f"{data}: streaming needs a {need} split of its own (splits: {', '.join(names)}); "
+                            f"drop the stream: prefix to carve validation from training")
+    counts, features = _split_counts(spec, list(roles))
+    image_col = next((c for c in IMAGE_COLUMNS if c in features), None)
+    label_col = next((c for c in LABEL_COLUMNS if c in features), None)
+    if image_col is None or label_col is None:
+        raise DataError(f"{data}: needs an image ({'/'.join(IMAGE_COLUMNS)}) and a label ({'/'.join(LABEL_COLUMNS)}) "
+                        f"column; columns: {', '.join(features)}")
+    feature = features[label_col]
+    if not hasattr(feature, "names"):
+        raise DataError(f"{data}: streaming needs a ClassLabel label column (its class names); "
+                        f"drop the stream: prefix to read the label values")
+    classes = list(feature.names)
+
+    def label_of(value: Any) -> int:
+        if not isinstance(value, int) or not 0 <= value < len(classes):
+            raise DataError(f"{data}: label {value!r} is not a class index of the ClassLabel feature")
+        return value
+
+    cls = HFStreamDataset
+    sets: dict[str, Any] = {}
+    for split, role in roles.items():
+        if split not in counts:
+            raise DataError(f"{data}: the number of rows of split {split!r} is not known: cannot stream it exactly")
+        n = counts[split]
+        k = 1 if spec.startswith("hf:") else max(1, -(-n // rows_per_part))
+        ranges = [((n * i) // k, (n * (i + 1)) // k) for i in range(k)]
+        train = role == "train"
+        sets[role] = cls(spec, split, ranges, image_col, label_col, label_of, in_chans,
+                         train_tf if train else eval_tf, shuffle=train, buffer=buffer if train else 0, seed=seed,
+                         pad=True if train else None)
+    plan = [f"data layout: Hugging Face datasets (streaming, shuffle buffer {buffer})"]
+    for role, ds in [("train", sets["train"]), ("val", sets["val"]),
+                     *[(r, d) for r, d in sets.items() if r not in ("train", "val")]]:
+        kind = "training" if role == "train" else "validation (selection)" if role == "val" else "test (final, once)"
+        split = next(n for n, r in roles.items() if r == role)
+        plan.append(f"  {role:<12} {ds.total:>7} rows    {kind:<24} from {spec} split {split!r}")
+    if len(sets) == 2:
+        plan.append("  (no test split: only validation numbers will be reported)")
+    plan.append("  classes: " + ", ".join(classes[:12]) + (f", ... ({len(classes)} in all)" if len(classes) > 12 else ""))
+    return TaskData(train=sets["train"], val=sets["val"],
+                    tests={r: d for r, d in sets.items() if r not in ("train", "val")}, num_classes=len(classes),
+                    class_names=classes, in_chans=in_chans, input_size=input_size,
+                    meta={"source": data, "format": "huggingface (streaming)", "plan": plan})
+
+
 def sample_training_images(data: str, n: int, seed: int = 0) -> list[tuple[str, str, bytes, str]]:
     """Up to ``n`` seeded rows of the training split of ``data`` as ``(key, "png", PNG bytes, label name)``,
     for ``auto``'s rules (which read image files). Only the training split is read; counts and class
     names come from the data set's features, not from a scan."""
     import random
 
-    parts = load_hf_splits(str(data))
-    train_name = next((name for name in parts if split_kind(name) == "train"), None)
-    if train_name is None:
+    spec, streaming = _unstream(str(data))
+    if streaming and spec.startswith("hf:"):  # a hub stream: its first rows (nothing else is downloaded)
+        import itertools
+
+        name, _, config = spec[3:].partition(":")
+        train_name = next((s for s in _datasets().get_dataset_split_names(name, config or None)
+                           if split_kind(s) == "train"), None)
+        if train_name is None:
+            return []
+        ds = _datasets().load_dataset(name, config or None, split=train_name, streaming=True)
+        items = list(itertools.islice(iter(ds), n))
+        features = ds.features
+    else:
+        parts = load_hf_splits(spec)
+        train_name = next((name for name in parts if split_kind(name) == "train"), None)
+        if train_name is None:
+            return []
+        ds = parts[train_name]
+        rows = list(range(len(ds)))
+        random.Random(seed).shuffle(rows)
+        items = (ds[r] for r in rows[:n])
+        features = ds.features
+    image_col = next((c for c in IMAGE_COLUMNS if c in features), None)
+    label_col = next((c for c in LABEL_COLUMNS if c in features), None)
+    if image_col is None or label_col is None:
         return []
-    ds = parts[train_name]
-    image_col = _column(ds, IMAGE_COLUMNS, "image", str(data))
-    label_col = _column(ds, LABEL_COLUMNS, "label", str(data))
-    feature = ds.features.get(label_col)
+    feature = features.get(label_col)
     names = list(feature.names) if hasattr(feature, "names") else None
-    rows = list(range(len(ds)))
-    random.Random(seed).shuffle(rows)
     out = []
-    for row in rows[:n]:
-        item = ds[row]
+    for row, item in enumerate(items):
         try:
             img = _to_pil(item[image_col], 3)
             raw = _to_pil(item[image_col], 1) if _is_gray(item[image_col]) else img

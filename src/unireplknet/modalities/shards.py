@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import functools
 import io
+import itertools
 import json
 import logging
 import math
@@ -509,6 +510,7 @@ class ShardIterableDataset(IterableDataset):
         self.pad = None if pad is None else bool(pad)
         self._rank, self._world = rank, world_size
         self.batch_size = 1
+        self.skip_batches = 0
         self.epoch = 0
 
     def for_rank(self, rank: int, world_size: int, *, pad: Any = "same", shuffle: Optional[bool] = None,
@@ -596,14 +598,45 @@ class ShardIterableDataset(IterableDataset):
                 lo, hi = int(bounds[j]), int(bounds[j + 1])
                 if hi <= seg_start or lo >= seg_end:
                     continue
-                path = self.shards[shard_id]
-                for pos, (key, ext, data, label) in enumerate(_stream_samples(path, self.extensions), start=lo):
-                    if pos >= seg_end:
+                skip = max(0, seg_start - lo)
+                pos = lo + skip
+                for key, ext, data, label in self.part_samples(shard_id, skip):
+                    if pos >= min(seg_end, hi):
                         break
-                    if pos >= seg_start:
-                        yield pos, f"{path}#{key}", (ext, data, label)
-                    if pos + 1 >= hi:
-                        break
+                    yield pos, f"{self.shards[shard_id]}#{key}", (ext, data, label)
+                    pos += 1
+                if pos < min(seg_end, hi):
+                    raise DataError(f"{self.shards[shard_id]}: {INDEX_NAME} says {self.counts[shard_id]} samples, "
+                                    f"the shard ended after {pos - lo}")
+
+    def part_samples(self, shard_id: int, skip: int = 0) -> Iterator[tuple[str, str, Any, Any]]:
+        """``(key, ext, data, raw label)`` of shard ``shard_id`` from its sample ``skip`` on (tar members are
+        read sequentially, so skipped samples are read and dropped)."""
+        return itertools.islice(_stream_samples(self.shards[shard_id], self.extensions), skip, None)
+
+    def set_skip_batches(self, batches: int) -> None:
+        """Resume mid-epoch: the next iteration leaves out the first ``batches`` batches (of :attr:`batch_size`)
+        the DataLoader would yield, exactly (same order, same augmentation) whatever the number of workers."""
+        self.skip_batches = int(batches)
+
+    def worker_batches(self, rank: int, world: int, workers: int) -> list[int]:
+        """Full batches each DataLoader worker yields in an epoch (a worker's partial batch is dropped)."""
+        bs = max(1, int(self.batch_size))
+        return [(b - a) // bs for a, b in (self.part_range(rank, world, w, workers) for w in range(workers))]
+
+    def worker_skips(self, batches: int, rank: int, world: int, workers: int) -> list[int]:
+        """How many of the first ``batches`` batches each worker produced: a DataLoader takes batches from
+        its workers in turn, passing over the workers that have run out."""
+        left = self.worker_batches(rank, world, workers)
+        skips = [0] * workers
+        taken = 0
+        while taken < batches and any(left):
+            for w in range(workers):
+                if taken < batches and left[w] > 0:
+                    left[w] -= 1
+                    skips[w] += 1
+                    taken += 1
+        return skips
 
     def __iter__(self) -> Iterator[tuple[Any, int]]:
         rank, world = self._dist()
@@ -614,6 +647,10 @@ class ShardIterableDataset(IterableDataset):
         if self.shuffle and self.buffer > 1:
             stream = _buffer_shuffle(stream, self.buffer, random.Random(
                 ((self.seed * 1_000_003 + epoch) * 1_000_003 + rank) * 1_000_003 + worker))
+        skip = getattr(self, "skip_batches", 0)
+        if skip:  # the same sequence, the batches already trained on left out undecoded
+            stream = itertools.islice(stream, self.worker_skips(skip, rank, world, workers)[worker]
+                                      * max(1, int(self.batch_size)), None)
         for pos, name, (ext, data, label) in stream:
             yield self._item(epoch, pos, name, ext, data, label)
 

@@ -10,10 +10,11 @@ once over all ranks.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any, Callable, Optional
 
-__all__ = ["is_streaming", "build_loader", "dataset_size", "materialize"]
+__all__ = ["is_streaming", "build_loader", "dataset_size", "materialize", "StreamPosition", "StreamLoader"]
 
 
 def is_streaming(dataset: Any) -> bool:
@@ -35,7 +36,6 @@ def build_loader(dataset: Any, config: Any, train: bool, collate_fn: Optional[Ca
     stream, a ``DataLoader`` over its ``for_rank(rank, world, batch_size=...)`` copy (``drop_last`` in
     training, so each rank yields exactly ``len(dataset) // batch_size`` batches)."""
     import torch
-    from torch.utils.data import DataLoader
 
     from ..engine import make_loader
     from ..engine.distributed import get_info
@@ -49,9 +49,48 @@ def build_loader(dataset: Any, config: Any, train: bool, collate_fn: Optional[Ca
     if train and len(stream) < config.batch_size:
         raise ValueError(f"the training stream has {len(stream)} samples per process, fewer than "
                          f"batch_size={config.batch_size}")
-    return DataLoader(stream, batch_size=config.batch_size, drop_last=train, num_workers=config.num_workers,
-                      collate_fn=collate_fn, pin_memory=torch.cuda.is_available() and config.device != "cpu",
-                      persistent_workers=False)  # workers must see each epoch's set_epoch
+    return StreamLoader(stream, batch_size=config.batch_size, drop_last=train, num_workers=config.num_workers,
+                        collate_fn=collate_fn, pin_memory=torch.cuda.is_available() and config.device != "cpu",
+                        persistent_workers=False,  # workers must see each epoch's set_epoch
+                        generator=torch.Generator())  # creating an iterator leaves the global RNG untouched
+
+
+class StreamPosition:
+    """What the engine's ``Trainer`` drives through ``loader.sampler`` (epoch, mid-epoch skip), passed to the stream."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (shard order, shuffle buffer, augmentation seeds)."""
+        self.stream.set_epoch(epoch)
+
+    def set_skip(self, samples: int) -> None:
+        """Resume mid-epoch: leave out the first ``samples`` (whole batches) of this rank's epoch."""
+        self.stream.set_skip_batches(int(samples) // max(1, int(self.stream.batch_size)))
+
+
+@functools.lru_cache(maxsize=None)
+def _stream_loader_class() -> type:
+    from torch.utils.data import DataLoader
+
+    class _StreamLoader(DataLoader):
+        """A ``DataLoader`` over a stream whose ``sampler`` is its :class:`StreamPosition` (mid-epoch resume)."""
+
+        @property
+        def sampler(self) -> Any:  # type: ignore[override]
+            return StreamPosition(self.dataset)
+
+        @sampler.setter
+        def sampler(self, value: Any) -> None:  # DataLoader sets its internal sampler; batches use batch_sampler
+            pass
+
+    return _StreamLoader
+
+
+def StreamLoader(*args: Any, **kw: Any) -> Any:  # noqa: N802 - a class factory (torch is imported lazily)
+    """A ``DataLoader`` whose ``sampler`` attribute drives the stream's epoch and mid-epoch skip."""
+    return _stream_loader_class()(*args, **kw)
 
 
 def materialize(dataset: Any, limit: Optional[int] = None) -> Any:
