@@ -62,10 +62,10 @@ def _write_wav(path: Path, freq: float, rate: int = 8000, seconds: float = 0.25,
         w.writeframes((x * 32767).astype("<i2").tobytes())
 
 
-def write_tones(root: Path, train: int = 6, val: int = 2) -> Path:
-    """low (300-500 Hz) vs high (1500-2500 Hz) tones at 8 kHz: train/ and val/ class folders."""
+def write_tones(root: Path, train: int = 6, val: int = 2, test: int = 0) -> Path:
+    """low (300-500 Hz) vs high (1500-2500 Hz) tones at 8 kHz: train/, val/ (and test/) class folders."""
     rng = np.random.default_rng(0)
-    for split, n in (("train", train), ("val", val)):
+    for split, n in (("train", train), ("val", val), ("test", test)):
         for cls, (lo, hi) in (("high", (1500, 2500)), ("low", (300, 500))):
             for i in range(n):
                 _write_wav(root / split / cls / f"{cls}{i:03d}.wav", rng.uniform(lo, hi), seed=int(rng.integers(1 << 30)))

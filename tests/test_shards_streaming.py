@@ -71,15 +71,15 @@ def test_two_gloo_processes_see_every_sample_once_per_epoch(tmp_path):
 
 
 def _tone_shards(tmp_path: Path) -> Path:
-    data = write_tones(tmp_path / "tones", train=16, val=6)
+    data = write_tones(tmp_path / "tones", train=16, val=6, test=6)
     assert main(["shard", "--modality", "audio", "--data", str(data), "-o", str(tmp_path / "sh"),
-                 "--max-count", "10"]) == 0  # train: 4 shards of <= 10, val: 2
+                 "--max-count", "10"]) == 0  # train: 4 shards of <= 10, val: 2, test: 2
     return tmp_path / "sh"
 
 
 AUDIO_TRAIN = ["--model", "custom", "--model-args",
                '{"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64], "kernel_sizes": [[3], [5], [5], [3]]}',
-               "--sample-rate", "8000", "--num-mel-bins", "32", "--target-frames", "32", "--epochs", "6",
+               "--sample-rate", "8000", "--num-mel-bins", "32", "--target-frames", "32", "--epochs", "10",
                "--batch-size", "8", "--lr", "0.004", "--warmup-epochs", "0", "--num-workers", "0",
                "--num-threads", "1", "--no-deploy", "--baselines"]
 
@@ -87,15 +87,15 @@ AUDIO_TRAIN = ["--model", "custom", "--model-args",
 @pytest.mark.parametrize("stream", [False, True], ids=["map-style pattern", "streaming"])
 def test_audio_train_command_on_shards_learns(tmp_path, stream):
     sh = _tone_shards(tmp_path)
-    pattern = f"{sh}/train-{{000000..000003}}.tar::{sh}/val-{{000000..000001}}.tar"
+    pattern = f"{sh}/train-{{000000..000003}}.tar::{sh}/val-{{000000..000001}}.tar::{sh}/test-{{000000..000001}}.tar"
     data = ("stream:" if stream else "") + pattern
     run = tmp_path / "run"
     assert main(["train", "--modality", "audio", "--data", data, "-o", str(run), *AUDIO_TRAIN]) == 0
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["splits"] == {"train": 32, "val": 12}
-    acc = summary["evaluation"]["val"]["acc1"]
-    assert acc >= 0.9, summary["evaluation"]  # chance is 0.5 (two balanced classes)
-    assert summary["baselines"]["results"]["val"]  # a simple baseline stands beside it on the same split
+    assert summary["splits"] == {"train": 32, "val": 12, "test": 12}
+    test = summary["evaluation"]["test"]
+    assert test["n"] == 12 and test["acc1"] >= 0.9, summary["evaluation"]  # chance is 0.5 (two balanced classes)
+    assert summary["baselines"]["results"]["test"]  # simple baselines stand beside it on the same split
     assert any(("streaming" in line) == stream for line in summary["plan"][:1])
 
 
