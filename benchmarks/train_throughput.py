@@ -4,11 +4,15 @@
     python benchmarks/train_throughput.py --original /path/to/unireplknet.py   # also the authors' implementation
     python benchmarks/train_throughput.py --device cuda --amp
 
-Speed: every model is measured IN ONE PROCESS, one after another. A step is forward + cross-entropy +
-backward + AdamW step on a fixed random batch (``--batch-size``, default 16, ``--size`` px, fp32 unless
-``--amp``). After ``--warmup`` steps the median of ``--repeats`` timed steps (wall clock) gives img/s.
-"fast" is unireplknet's fast training path (``unireplknet.ops.set_fast_training(True)``, the default),
-"plain" the same model with it off. Also reported: the process CPU time of the median step.
+Speed: every model is measured IN ONE PROCESS, interleaved: all models are built, each gets ``--warmup``
+steps, then ``--repeats`` rounds each time one step of every model in turn (so a burst of load on a shared
+machine hits all models alike). A step is forward + cross-entropy + backward + AdamW step on a fixed random
+batch (``--batch-size``, default 16, ``--size`` px, fp32 unless ``--amp``); the median of the timed steps
+(wall clock) gives img/s, and each ratio is also given as the median of the per-round ratios with its
+min-max range (the noise).
+"fast" is unireplknet's fast training path (``unireplknet.ops.set_fast_training(True)``, the default,
+with the engine's fused AdamW step), "plain" the same model with both off (per-parameter AdamW loop); timm
+models get the fused AdamW step as well (``--no-fused-optimizer``: the loop for every model). Also reported: the process CPU time of the median step.
 
 Peak memory: one subprocess per model at ``--mem-batch-size`` (default 32) runs warm-up + 2 steps and
 reports its peak RSS (``ru_maxrss``) minus the RSS after building the model and the batch (so the
@@ -68,7 +72,9 @@ def _stepper(spec: str, args: argparse.Namespace, batch: int) -> Callable[[], No
     model = model.to(device).train()
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    # the engine's optimizer: fused AdamW step with the fast path (and for timm), the per-parameter loop for ":plain"
+    fused = fast and not args.no_fused_optimizer
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, fused=fused or None)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, args.size, args.size, generator=g).to(device)
     if args.channels_last:
@@ -91,21 +97,25 @@ def _stepper(spec: str, args: argparse.Namespace, batch: int) -> Callable[[], No
     return step
 
 
-def measure_speed(spec: str, args: argparse.Namespace) -> Dict[str, Any]:
-    """Warm-up, then the median of ``args.repeats`` timed steps (run in this process)."""
-    step = _stepper(spec, args, args.batch_size)
-    for _ in range(args.warmup):
-        step()
-    walls: List[float] = []
-    cpus: List[float] = []
+def measure_speed(specs: List[str], args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
+    """Warm-up of every model, then ``args.repeats`` rounds of one timed step per model (run in this process)."""
+    steps = {spec: _stepper(spec, args, args.batch_size) for spec in specs}
+    for spec in specs:
+        for _ in range(args.warmup):
+            steps[spec]()
+    walls: Dict[str, List[float]] = {spec: [] for spec in specs}
+    cpus: Dict[str, List[float]] = {spec: [] for spec in specs}
     for _ in range(args.repeats):
-        w, c = time.perf_counter(), time.process_time()
-        step()
-        walls.append(time.perf_counter() - w)
-        cpus.append(time.process_time() - c)
-    wall = statistics.median(walls)
-    return {"model": spec, "img_s": round(args.batch_size / wall, 3), "step_s": [round(t, 3) for t in walls],
-            "cpu_s_median": round(statistics.median(cpus), 3)}
+        for spec in specs:
+            w, c = time.perf_counter(), time.process_time()
+            steps[spec]()
+            walls[spec].append(time.perf_counter() - w)
+            cpus[spec].append(time.process_time() - c)
+    return {
+        spec: {"model": spec, "img_s": round(args.batch_size / statistics.median(walls[spec]), 3),
+               "step_s": [round(t, 3) for t in walls[spec]], "cpu_s_median": round(statistics.median(cpus[spec]), 3)}
+        for spec in specs
+    }
 
 
 def measure_memory_single(spec: str, args: argparse.Namespace) -> Dict[str, Any]:
@@ -147,6 +157,8 @@ def main() -> int:
     p.add_argument("--amp", action="store_true")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--no-fused-optimizer", action="store_true",
+                   help="per-parameter AdamW loop for every model (default: fused AdamW except for ':plain' rows)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_throughput.json"))
     p.add_argument("--mem-single", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -162,7 +174,7 @@ def main() -> int:
         models += ["unireplknet_t:original", "unireplknet_a:original"]
     t0 = time.time()
     load = os.getloadavg()
-    rows = {m: measure_speed(m, args) for m in models}
+    rows = measure_speed(models, args)
     for m in models:
         print(f"speed {m}: {rows[m]['img_s']} img/s", file=sys.stderr, flush=True)
     if not args.no_memory:
@@ -181,6 +193,13 @@ def main() -> int:
             return round(rows[a][key] / rows[b][key], 3)
         return None
 
+    def round_ratios(a: str, b: str) -> Optional[Dict[str, float]]:
+        """Speed ratio a/b per round (b's step time over a's): median, min and max."""
+        if a not in rows or b not in rows:
+            return None
+        per = [tb / ta for ta, tb in zip(rows[a]["step_s"], rows[b]["step_s"])]
+        return {"median": round(statistics.median(per), 3), "min": round(min(per), 3), "max": round(max(per), 3)}
+
     ratios = {
         "unireplknet_t/convnext_tiny img_s": ratio("unireplknet_t", "convnext_tiny", "img_s"),
         "unireplknet_a/convnext_atto img_s": ratio("unireplknet_a", "convnext_atto", "img_s"),
@@ -189,6 +208,12 @@ def main() -> int:
         "unireplknet_t fast/plain img_s": ratio("unireplknet_t", "unireplknet_t:plain", "img_s"),
         "unireplknet_a fast/plain img_s": ratio("unireplknet_a", "unireplknet_a:plain", "img_s"),
         "unireplknet_t fast/plain peak memory": ratio("unireplknet_t", "unireplknet_t:plain", "peak_mib"),
+    }
+    per_round = {
+        "unireplknet_t/convnext_tiny img_s": round_ratios("unireplknet_t", "convnext_tiny"),
+        "unireplknet_a/convnext_atto img_s": round_ratios("unireplknet_a", "convnext_atto"),
+        "unireplknet_t fast/plain img_s": round_ratios("unireplknet_t", "unireplknet_t:plain"),
+        "unireplknet_a fast/plain img_s": round_ratios("unireplknet_a", "unireplknet_a:plain"),
     }
     meta = {
         "device": args.device, "amp": args.amp, "size": args.size, "batch_size": args.batch_size,
@@ -210,8 +235,12 @@ def main() -> int:
     for k, v in ratios.items():
         if v is not None:
             print(f"{k}: {v}")
+    for k, pr in per_round.items():
+        if pr is not None:
+            print(f"{k} per round: median {pr['median']} (min {pr['min']}, max {pr['max']})")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"meta": meta, "rows": list(rows.values()), "ratios": ratios}, indent=1))
+    Path(args.out).write_text(json.dumps({"meta": meta, "rows": list(rows.values()), "ratios": ratios,
+                                          "per_round_ratios": per_round}, indent=1))
     return 0
 
 

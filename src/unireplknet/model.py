@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .layers import GRN, DilatedReparamBlock, DropPath, LayerNorm2d, SEBlock, fuse_bn
+from .ops.fast_block import block_fast_path_ok, block_residual_train
 
 __all__ = [
     "UniRepLKNet", "UniRepLKNetBlock", "UniRepLKNetFeatures", "FeatureInfo", "VARIANTS", "default_kernel_sizes",
@@ -154,11 +155,24 @@ class UniRepLKNetBlock(nn.Module):
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """The residual branch (everything but the skip connection and drop path)."""
+        if not torch.jit.is_scripting():
+            if self.training and self._fast_train_ok(x):
+                return self._fast_residual(x)
         y = self.se(self.norm(self.dwconv(x)))
         y = self.pwconv2(self.act(self.pwconv1(y)))
         if self.gamma is not None:
             y = y * self.gamma.view(1, -1, 1, 1)
         return y
+
+    @torch.jit.unused
+    def _fast_train_ok(self, x: torch.Tensor) -> bool:
+        """Whether the memory-lean training path (:mod:`unireplknet.ops.fast_block`) computes :meth:`residual`."""
+        return block_fast_path_ok(self, x)
+
+    @torch.jit.unused
+    def _fast_residual(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`residual` through the fused BN+SE, GELU+GRN+linear and BN+layer-scale functions."""
+        return block_residual_train(self, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and x.requires_grad and not torch.jit.is_scripting():

@@ -1,0 +1,259 @@
+"""Memory-lean training path for the rest of a UniRepLKNet block (CPU, fp32/fp64).
+
+The plain block keeps about 17 activation-sized tensors alive per block for the backward pass (every
+element-wise op saves its input). Three autograd functions compute the same outputs and gradients while
+saving less, recomputing cheap element-wise work in backward instead:
+
+* :func:`bn_se_train`: training-mode BatchNorm followed by the squeeze-and-excitation block and (optionally)
+  the first linear layer of the FFN; saves only the BN input plus per-channel statistics (the BN and SE
+  outputs are recomputed element-wise in backward, where the linear layer's weight gradient needs them);
+* :func:`mlp_tail_train`: ``Linear2(GRN(GELU(h)))`` without bias on an ``N x H x W x C`` tensor; saves only
+  ``h`` and the GRN statistics, and recomputes ``GELU(h)`` and the GRN output in backward (the plain path
+  saves three hidden-sized tensors here, this one);
+* :func:`bn_scale_train`: training-mode BatchNorm followed by the layer scale ``gamma``; saves only the BN
+  input.
+
+:func:`block_residual_train` chains them for a :class:`unireplknet.model.UniRepLKNetBlock` and says, via
+:func:`block_fast_path_ok`, when it applies (BatchNorm2d layers tracking running statistics, no SyncBN).
+BatchNorm statistics and running-statistic updates come from the native kernels, so they equal
+``nn.BatchNorm2d``'s.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .fast_train import channel_sq_norm, fast_path_applicable
+
+__all__ = ["bn_se_train", "mlp_tail_train", "bn_scale_train", "block_fast_path_ok", "block_residual_train",
+           "channel_sq_norm"]
+
+
+def _bn_factor(bn: nn.modules.batchnorm._BatchNorm) -> float:
+    """The running-average factor ``nn.BatchNorm2d.forward`` would use for this step (and the counter update)."""
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:
+            factor = 1.0 / float(bn.num_batches_tracked)
+    return factor
+
+
+def _cvec(v: torch.Tensor) -> torch.Tensor:
+    return v.view(1, -1, 1, 1)
+
+
+def _sum_hw_prod(g: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """``(g * d).sum(dim=(2, 3))`` (``N x C``) of two 4-D tensors, as a dot product when the layouts allow."""
+    if g.is_contiguous() and d.is_contiguous():
+        return torch.linalg.vecdot(g.flatten(2), d.flatten(2), dim=2)
+    if g.is_contiguous(memory_format=torch.channels_last) and d.is_contiguous(memory_format=torch.channels_last):
+        return torch.linalg.vecdot(g.permute(0, 2, 3, 1).flatten(1, 2), d.permute(0, 2, 3, 1).flatten(1, 2), dim=1)
+    return (g * d).sum(dim=(2, 3))
+
+
+# --------------------------------------------------------------------------- BN + SE (+ Linear)
+class _BNSETrain(torch.autograd.Function):
+    """``s = BN(d) * sigmoid(up(relu(down(mean_hw BN(d)))))``, optionally followed by ``h = Linear(s in NHWC)``,
+    saving ``d`` and per-channel vectors only (``s`` is recomputed for the linear layer's weight gradient)."""
+
+    @staticmethod
+    def forward(ctx, d: torch.Tensor, w: torch.Tensor, b: torch.Tensor, rm: torch.Tensor, rv: torch.Tensor,
+                factor: float, eps: float, wd: torch.Tensor, bd: torch.Tensor, wu: torch.Tensor,
+                bu: torch.Tensor, lw: Optional[torch.Tensor], lb: Optional[torch.Tensor]):  # type: ignore[override]
+        n, mean, invstd = torch.native_batch_norm(d, w, b, rm, rv, True, factor, eps)
+        p = n.mean(dim=(2, 3))
+        hidden = F.relu(F.linear(p, wd.flatten(1), bd))
+        sig = torch.sigmoid(F.linear(hidden, wu.flatten(1), bu))
+        out = n.mul_(sig.unsqueeze(-1).unsqueeze(-1))
+        ctx.eps = eps
+        ctx.has_linear = lw is not None
+        ctx.has_lb = lb is not None
+        if lw is not None:
+            out = F.linear(out.permute(0, 2, 3, 1), lw, lb)
+        ctx.save_for_backward(d, w, b, rm, rv, mean, invstd, p, wd, bd, wu, bu, lw if lw is not None else w)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        d, w, b, rm, rv, mean, invstd, p, wd, bd, wu, bu, lw = ctx.saved_tensors
+        nig = ctx.needs_input_grad
+        hw = d.shape[2] * d.shape[3]
+        a = w * invstd
+        with torch.enable_grad():
+            leaves = [t.detach().requires_grad_(True) for t in (p, wd, bd, wu, bu)]
+            hidden = F.relu(F.linear(leaves[0], leaves[1].flatten(1), leaves[2]))
+            sig = torch.sigmoid(F.linear(hidden, leaves[3].flatten(1), leaves[4]))
+        sig4 = sig.detach().unsqueeze(-1).unsqueeze(-1)
+        glw = glb = None
+        if ctx.has_linear:
+            gh = g.reshape(-1, g.shape[-1])
+            nb, c, hh, ww = d.shape
+            n = torch.addcmul(_cvec(b - mean * a), d, _cvec(a))  # the BN output, recomputed
+            if nig[11]:
+                s = n * sig4
+                glw = gh.t().mm(s.permute(0, 2, 3, 1).reshape(-1, c))
+                del s
+            if ctx.has_lb and nig[12]:
+                glb = gh.sum(0)
+            g = gh.mm(lw).view(nb, hh, ww, c).permute(0, 3, 1, 2)
+            gsig = _sum_hw_prod(g, n)
+            del n
+        else:
+            # BN output n = (d - mean) * a + b: sum_hw(g * n) without materialising n.
+            gsum = g.sum(dim=(2, 3))
+            gsig = (_sum_hw_prod(g, d) - mean * gsum) * a + b * gsum
+        want = [True, nig[7], nig[8], nig[9], nig[10]]
+        grads = torch.autograd.grad(sig, [t for t, k in zip(leaves, want) if k], gsig)
+        it = iter(grads)
+        gp, gwd, gbd, gwu, gbu = (next(it) if k else None for k in want)
+        gn = g * sig4
+        gn.add_((gp / hw).unsqueeze(-1).unsqueeze(-1))
+        gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
+            gn, d, w, rm, rv, mean, invstd, True, ctx.eps, [nig[0], nig[1], nig[2]])
+        return gx, gw, gb, None, None, None, None, gwd, gbd, gwu, gbu, glw, glb
+
+
+def bn_se_train(d: torch.Tensor, bn: nn.BatchNorm2d, se: nn.Module, linear: Optional[nn.Linear] = None) -> torch.Tensor:
+    """``se(bn(d))`` for a training-mode ``nn.BatchNorm2d`` and a :class:`unireplknet.layers.SEBlock`; with
+    ``linear``, ``linear(se(bn(d)).permute(0, 2, 3, 1))`` (an ``N x H x W x out`` tensor). Saves only ``d``."""
+    factor = _bn_factor(bn)
+    lw, lb = (linear.weight, linear.bias) if linear is not None else (None, None)
+    return _BNSETrain.apply(d, bn.weight, bn.bias, bn.running_mean, bn.running_var, factor, float(bn.eps),
+                            se.down.weight, se.down.bias, se.up.weight, se.up.bias, lw, lb)
+
+
+# --------------------------------------------------------------------------- GELU + GRN + Linear
+class _MLPTailTrain(torch.autograd.Function):
+    """``z = GRN(GELU(h)) @ W^T`` on ``N x H x W x C`` input, saving ``h`` and the GRN statistics only."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, gamma: torch.Tensor, beta: Optional[torch.Tensor],
+                weight: torch.Tensor, bias: Optional[torch.Tensor]):  # type: ignore[override]
+        a = F.gelu(h)
+        gx = channel_sq_norm(a)
+        denom = gx.mean(dim=-1, keepdim=True) + 1e-6
+        nx = gx / denom
+        f = gamma * nx + 1
+        o = torch.addcmul(beta, a, f) if beta is not None else a.mul_(f)
+        del a
+        z = F.linear(o, weight, bias)
+        ctx.has_beta = beta is not None
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(h, gamma, beta if beta is not None else gamma, weight, gx, denom, nx, f)
+        return z
+
+    @staticmethod
+    def backward(ctx, gz: torch.Tensor):  # type: ignore[override]
+        h, gamma, beta, weight, gx, denom, nx, f = ctx.saved_tensors
+        nig = ctx.needs_input_grad
+        gz2 = gz.reshape(-1, gz.shape[-1])
+        a = F.gelu(h)
+        gwt = gbias = None
+        if nig[3]:
+            o = torch.addcmul(beta, a, f) if ctx.has_beta else a * f
+            gwt = gz2.t().mm(o.reshape(-1, o.shape[-1]))
+            del o
+        if ctx.has_bias and nig[4]:
+            gbias = gz2.sum(0)
+        go = gz2.mm(weight).view(a.shape)
+        gbeta = go.sum(dim=(0, 1, 2), keepdim=True) if ctx.has_beta and nig[2] else None
+        df = torch.linalg.vecdot(go.flatten(1, 2), a.flatten(1, 2), dim=1).unsqueeze(1).unsqueeze(1)
+        ggamma = (df * nx).sum(dim=0, keepdim=True) if nig[1] else None
+        gh = None
+        if nig[0]:
+            dnx = df * gamma
+            dgx = dnx / denom - (dnx * gx).sum(dim=-1, keepdim=True) / (denom * denom) / gx.shape[-1]
+            scale = torch.where(gx > 0, dgx / gx, torch.zeros_like(gx))
+            ga = go.mul_(f).addcmul_(a, scale)
+            del a
+            gh = torch.ops.aten.gelu_backward(ga, h)
+        return gh, ggamma, gbeta, gwt, gbias
+
+
+def mlp_tail_train(h: torch.Tensor, gamma: torch.Tensor, beta: Optional[torch.Tensor], weight: torch.Tensor,
+                   bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``F.linear(GRN(F.gelu(h)), weight, bias)`` for ``N x H x W x C`` ``h`` with GRN ``gamma``/``beta`` of shape
+    ``(1, 1, 1, C)``; keeps only ``h`` (not the GELU and GRN outputs) for the backward pass."""
+    return _MLPTailTrain.apply(h.contiguous(), gamma, beta, weight, bias)
+
+
+# --------------------------------------------------------------------------- BN + layer scale
+class _BNScaleTrain(torch.autograd.Function):
+    """``y = BN(z) * scale`` (per channel) saving ``z`` and the batch statistics only."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, rm: torch.Tensor, rv: torch.Tensor,
+                factor: float, eps: float, scale: torch.Tensor):  # type: ignore[override]
+        y, mean, invstd = torch.native_batch_norm(z, w, b, rm, rv, True, factor, eps)
+        y.mul_(_cvec(scale))
+        ctx.eps = eps
+        ctx.save_for_backward(z, w, b, rm, rv, mean, invstd, scale)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        z, w, b, rm, rv, mean, invstd, scale = ctx.saved_tensors
+        nig = ctx.needs_input_grad
+        gz = gw = gb = gs = None
+        if nig[1] or nig[2] or nig[7]:
+            s1 = g.sum(dim=(0, 2, 3))
+            s2 = (g * (z - _cvec(mean))).sum(dim=(0, 2, 3)) * invstd  # sum(g * xhat)
+            if nig[1]:
+                gw = s2 * scale
+            if nig[2]:
+                gb = s1 * scale
+            if nig[7]:
+                gs = s2 * w + s1 * b
+        if nig[0]:
+            gz = torch.ops.aten.native_batch_norm_backward(
+                g * _cvec(scale), z, w, rm, rv, mean, invstd, True, ctx.eps, [True, False, False])[0]
+        return gz, gw, gb, None, None, None, None, gs
+
+
+def bn_scale_train(z: torch.Tensor, bn: nn.BatchNorm2d, scale: torch.Tensor) -> torch.Tensor:
+    """``bn(z) * scale.view(1, -1, 1, 1)`` for a training-mode ``nn.BatchNorm2d``, saving only ``z``."""
+    factor = _bn_factor(bn)
+    return _BNScaleTrain.apply(z, bn.weight, bn.bias, bn.running_mean, bn.running_var, factor, float(bn.eps), scale)
+
+
+# --------------------------------------------------------------------------- the block
+def _plain_bn(m: Any) -> bool:
+    return (type(m) is nn.BatchNorm2d and m.training and m.affine and m.track_running_stats
+            and m.running_mean is not None)
+
+
+def block_fast_path_ok(block: Any, x: torch.Tensor) -> bool:
+    """Whether :func:`block_residual_train` computes ``block.residual(x)`` (training structure, plain
+    ``nn.BatchNorm2d`` layers, fast path applicable to ``x``)."""
+    if not (block.training and fast_path_applicable(x)):
+        return False
+    pw2 = block.pwconv2
+    return (
+        _plain_bn(block.norm)
+        and len(pw2) == 3 and _plain_bn(pw2[2]) and type(pw2[0]) is nn.Linear
+        and len(block.pwconv1) == 2 and type(block.pwconv1[1]) is nn.Linear
+        and isinstance(block.act[0], nn.GELU) and block.act[0].approximate == "none"
+    )
+
+
+def block_residual_train(block: Any, x: torch.Tensor) -> torch.Tensor:
+    """``block.residual(x)`` of a :class:`unireplknet.model.UniRepLKNetBlock` in training mode, memory-lean.
+
+    Call only when :func:`block_fast_path_ok` holds. The depthwise conv (a Dilated Reparam Block takes its own
+    fast path) runs as a module; BN+SE+linear, GELU+GRN+linear and BN+layer scale run as the fused functions
+    of this module. Saved per block: the conv input, the BN input, the hidden pre-activation and the last BN
+    input (7 activation-sized tensors, the hidden one 4x wide) instead of the plain path's ~17.
+    """
+    d = block.dwconv(x)
+    h = bn_se_train(d, block.norm, block.se, block.pwconv1[1])
+    grn = block.act[1]
+    lin2 = block.pwconv2[0]
+    z = mlp_tail_train(h, grn.gamma, grn.beta, lin2.weight, lin2.bias).permute(0, 3, 1, 2)
+    bn2 = block.pwconv2[2]
+    if block.gamma is None:
+        return bn2(z)
+    return bn_scale_train(z, bn2, block.gamma)
