@@ -6,8 +6,9 @@ The images are the demo's: scikit-learn's 1797 digits written as 32x32 PNGs into
 (``train/<digit>/``, ``val/<digit>/``), then written as shards with ``unireplknet shard``. Each
 reader goes through what ``unireplknet train`` builds (``image`` modality, ``light`` preset,
 1 channel, 32 px): the folder ``ImageFileDataset``, the map-style ``ShardDataset``, and the streaming
-``ShardIterableDataset``. One pass over the training split with a DataLoader (batch 64) per repeat;
-the median of the repeats is reported.
+``ShardIterableDataset``; the map-style ones through the engine's ``SeededDataset`` (per-sample
+seeded augmentation, as the trainer wraps them; the stream seeds its samples itself). One pass over
+the training split with a DataLoader (batch 64) per repeat; the median of the repeats is reported.
 """
 from __future__ import annotations
 
@@ -74,6 +75,11 @@ def main() -> None:
         build = get_modality("image").build
         folder = build(argparse.Namespace(**cfg, data=str(root / "folder"))).train
         shards = build(argparse.Namespace(**cfg, data=str(root / "shards"))).train
+        # as the trainer reads them: map-style items through the engine's per-sample seeding (the
+        # streaming reader seeds its samples itself)
+        from unireplknet.engine.loader import SeededDataset
+
+        seeded_folder, seeded_shards = SeededDataset(folder), SeededDataset(shards)
         index = load_shard_index(str(root / "shards"))
         paths = index.shards["train"]
         stream = ShardIterableDataset(paths, [index.counts[p] for p in paths], IMAGE_EXTENSIONS,
@@ -81,7 +87,7 @@ def main() -> None:
                                       buffer=256, rank=0, world_size=1)
         results = {"images": n, "train_images": len(folder), "repeats": args.repeats, "median_img_per_s": {}}
         for workers in args.workers:
-            for name, ds, se in (("folder", folder, None), ("shards (map-style)", shards, None),
+            for name, ds, se in (("folder", seeded_folder, None), ("shards (map-style)", seeded_shards, None),
                                  ("shards (streaming)", stream, stream.set_epoch)):
                 runs = [time_pass(ds, workers, se) for _ in range(args.repeats)]
                 med = statistics.median(runs)
