@@ -122,3 +122,64 @@ def test_skip_in_multivariate_modes(mode):
     assert torch.allclose(xs * std + mean, model._group(x)[..., [2]] if mode == "MS" else model._group(x), atol=1e-5)
     y = torch.randn(5, PRED, len(cols))
     assert model.group_targets(y).shape == (5 * (1 if mode == "MS" else 3), PRED, 1)
+
+
+# ----------------------------------------------------------------------------- period image layout
+
+
+def test_period_layout_puts_one_cycle_per_row():
+    seq, p, d = 50, 12, 3  # 4 whole cycles: the 2 oldest steps are left out of the image
+    torch.manual_seed(0)
+    model = fc.ForecastModel(_tiny_backbone(), seq, PRED, 1, d_model=d, layout_period=p, linear_skip=True)
+    assert model.image_size == (d * 4, p)
+    t = torch.arange(seq, dtype=torch.float32).view(1, seq, 1)
+    stamp = t * 100 + torch.arange(d, dtype=torch.float32).view(1, 1, d)  # step * 100 + channel
+
+    class Stamp(torch.nn.Module):
+        def forward(self, x, x_mark=None, static=None):
+            return stamp.expand(len(x), -1, -1)
+
+    real_embed, model.embed = model.embed, Stamp()
+    img = model.to_image(torch.zeros(1, seq, 1))
+    assert img.shape == (1, 1, d * 4, p)
+    for ch in range(d):
+        for row in range(4):
+            for col in (0, 5, p - 1):
+                assert img[0, 0, ch * 4 + row, col] == (seq - 4 * p + row * p + col) * 100 + ch
+    # vertical neighbours are one period apart
+    assert torch.all(img[0, 0, 1:4] - img[0, 0, 0:3] == p * 100)
+    model.embed = real_embed
+    out = model(torch.randn(2, seq, 1))
+    assert out.shape == (2, PRED, 1)
+    with pytest.raises(ValueError, match="layout_period"):
+        fc.ForecastModel(_tiny_backbone(), seq, PRED, 1, d_model=d, layout_period=1)
+    with pytest.raises(ValueError, match="not both"):
+        fc.ForecastModel(_tiny_backbone(), seq, PRED, 1, d_model=d, layout_period=p, image_size=(10, 15))
+
+
+def test_layout_period_is_the_longest_that_fits_twice():
+    from unireplknet.runner.forecast import layout_period_for
+
+    assert layout_period_for([336, 48], 336) == 48
+    assert layout_period_for([168, 24], 336) == 168
+    assert layout_period_for([52], 104) == 52
+    assert layout_period_for([200], 336) is None and layout_period_for([], 96) is None
+
+
+def test_scale_zero_is_exactly_the_skip_whatever_training_changed():
+    model = _model().eval()
+    with torch.no_grad():
+        model.skip.weight.normal_(std=0.05)
+        model.revin.bias.fill_(0.5)  # trained RevIN affine and head: part of the correction, not of the skip
+        model.revin.weight.fill_(1.3)
+        model.head[1].bias.fill_(0.2)
+        x = torch.randn(4, SEQ, 1)
+        xs, mean, std = model.skip_inputs(x)
+        ridge = model.skip(xs.transpose(1, 2)).transpose(1, 2) * std + mean
+        model.correction_scale.fill_(0.0)
+        assert torch.allclose(model(x), ridge, atol=1e-5)
+        model.correction_scale.fill_(1.0)
+        full = model(x)
+        assert not torch.allclose(full, ridge, atol=1e-3)
+        model.correction_scale.fill_(0.5)
+        assert torch.allclose(model(x), ridge + 0.5 * (full - ridge), atol=1e-5)

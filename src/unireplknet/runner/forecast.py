@@ -88,7 +88,7 @@ DEFAULT_CPU_BUDGET = 10.0
 
 
 def _build_model(args: argparse.Namespace, data: Any, group: int | None, n_static: int, d_model: int,
-                 season: int | None = None) -> Any:
+                 season: int | None = None, layout_period: int | None = None) -> Any:
     from unireplknet.tasks import forecasting as fc
 
     if args.model == "custom":
@@ -102,7 +102,14 @@ def _build_model(args: argparse.Namespace, data: Any, group: int | None, n_stati
         n_time_features=0 if args.no_time_features else data.n_time_features, n_static=n_static,
         revin=not args.no_revin, dropout=args.dropout, head=args.head, season=season,
         linear_skip=season is None and getattr(args, "linear_skip", "none") == "ridge",
+        layout_period=layout_period,
     )
+
+
+def layout_period_for(periods: list[int], seq_len: int) -> int | None:
+    """The period of the ``period`` image layout: the longest detected one that fits at least twice in the lookback."""
+    fits = [p for p in periods if p >= 2 and seq_len // p >= 2]
+    return max(fits) if fits else None
 
 
 def choose_anchor(periods: list[int], loader: Any, evaluate: Any, pred_len: int, targets: list[int],
@@ -254,8 +261,13 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
             periods, loaders["val"], lambda net, ld: fc.evaluate_forecaster(net, ld, "cpu"), args.pred_len,
             data.targets, args.seq_len)
         logger.info("anchor: seasonal naive with period %s (validation MSE per period: %s)", season, anchor_val)
+    layout_period = None
+    if getattr(args, "image_layout", "flat") == "period":
+        layout_period = layout_period_for(periods, args.seq_len)
+        if layout_period is None:
+            logger.info("image layout: no detected period fits twice in the lookback; the flat layout is used")
     torch.manual_seed(args.seed)
-    model = _build_model(args, data, group, n_static, d_model, season)
+    model = _build_model(args, data, group, n_static, d_model, season, layout_period)
     plan: dict[str, Any] = {"epochs": max_epochs, "why": f"--epochs {max_epochs}, no time budget"}
     if budget > 0 and args.resume is None:
         plan = plan_budget(model, loaders, budget, max_epochs, args.batch_size, device,
@@ -267,11 +279,12 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
             cfg_values["max_train_steps"] = plan["max_train_steps"]
         cfg_values["warmup_epochs"] = min(args.warmup_epochs, max(plan["epochs"] - 1, 0) or 0.2)
         torch.manual_seed(args.seed)
-        model = _build_model(args, data, group, n_static, d_model, season)  # the probe trained a copy; start afresh
+        model = _build_model(args, data, group, n_static, d_model, season, layout_period)  # the probe trained a copy; start afresh
     skip_fit = fc.fit_linear_skip(model, data.train, data.val) if model.skip is not None else None
     logger.info("time budget: %s", plan["why"])
     plan_line = (f"training plan: {cfg_values['epochs']} epoch(s) at most, patience {args.patience}, d_model {d_model} "
-          f"-> image {model.image_size[0]}x{model.image_size[1]}, anchor "
+          f"-> image {model.image_size[0]}x{model.image_size[1]}"
+          f"{' (one row per period of %d steps)' % layout_period if layout_period else ''}, anchor "
           f"{'seasonal naive period ' + str(season) if season else 'none'}, linear skip "
           f"{'ridge %g (chosen on validation)' % skip_fit['ridge'] if skip_fit else 'none'}; {plan['why']}")
     logger.info("%s", plan_line)
@@ -324,7 +337,7 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
         "config": run_config,
         "model": {"backbone": args.model, "params": n_params, "image_size": list(model.image_size),
                   "d_model": d_model, "anchor_period": season, "anchor_val_mse": anchor_val,
-                  "linear_skip": skip_fit, "correction_scale": gate},
+                  "linear_skip": skip_fit, "correction_scale": gate, "layout_period": layout_period},
         "seasonal_period": periods[0] if periods else 1,
         "seasonal_periods": periods,
         "best_val": summary.get("best"),

@@ -23,7 +23,8 @@ FORECAST_DEFAULTS: dict[str, Any] = {
     # model
     "model": "custom", "depths": [1, 1, 2, 1], "dims": [16, 32, 64, 128], "kernel_sizes": ["3", "7", "7,3", "7"],
     "d_model": None, "image_size": None, "channel_independent": False, "group_size": None, "head": "pooled",
-    "no_revin": False, "anchor": "none", "linear_skip": "ridge", "dropout": 0.05, "drop_path": 0.0,
+    "no_revin": False, "anchor": "none", "linear_skip": "ridge", "image_layout": "flat", "dropout": 0.05,
+    "drop_path": 0.0,
     # training
     "epochs": None, "time_budget": None, "patience": 3, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.05,
     "warmup_epochs": 1.0, "linear_lr": 5e-3, "max_train_steps": None, "device": "auto", "seed": 0,
@@ -72,6 +73,9 @@ _FLAGS: list[tuple[str, tuple[tuple[str, ...], dict[str, Any]]]] = [
         "ridge: add a linear map lookback -> horizon (ridge regression in closed form on the training windows, "
         "penalty chosen on validation) and train the backbone to correct it, keeping the share of the correction "
         "that is best on validation; none: the backbone alone (ridge; ignored with --anchor auto)")))),
+    ("model", (("--image-layout",), dict(choices=("flat", "period"), help=(
+        "flat: the embedded window reshaped row-major (--image-size); period: one row per cycle of the longest "
+        "detected period that fits twice in the lookback, so vertical neighbours are one period apart (flat)")))),
     ("model", (("--dropout",), dict(type=float, help="embedding dropout (0.05)"))),
     ("model", (("--drop-path",), dict(type=float, help="stochastic depth (0)"))),
     ("training", (("--epochs",), dict(type=int, help="epochs (10; with a time budget, the most it may choose)"))),

@@ -115,10 +115,20 @@ class ForecastModel(nn.Module):
             regression (closed form) and freezes it. The head starts at zero
             too, so the model starts AS that linear forecast. Exclusive with
             ``season``.
+        layout_period: lay the embedded window out by this period (TimesNet's
+            idea): the last ``n = seq_len // p`` whole periods become ``n`` rows
+            of ``p`` columns for each of the ``d_model`` embedding channels,
+            stacked, so the image is ``(d_model * n) x p`` and vertically
+            neighbouring pixels are one period apart (the same phase of
+            consecutive cycles); older steps that do not fill a period are left
+            out of the image (the linear skip still sees them). ``None``: the
+            row-major reshape of ``image_size``. Needs ``2 <= p`` and ``n >= 1``.
 
     The backbone's correction is multiplied by the buffer ``correction_scale``
-    (1 by default; :func:`choose_correction_scale` picks it on validation; at
-    0 the backbone is not run).
+    (1 by default; :func:`choose_correction_scale` picks it on validation). With
+    the linear skip the scale multiplies everything training added to the ridge
+    forecast (the de-normalised network output, RevIN's affine map included),
+    so at 0 the model is exactly the skip and the backbone is not run.
     """
 
     def __init__(
@@ -140,6 +150,7 @@ class ForecastModel(nn.Module):
         head_dropout: float = 0.0,
         season: int | None = None,
         linear_skip: bool = False,
+        layout_period: int | None = None,
     ) -> None:
         super().__init__()
         if season is not None and not 1 <= season <= seq_len:
@@ -163,8 +174,16 @@ class ForecastModel(nn.Module):
         self.n_out = len(self.targets) if self.n_groups == 1 else self.group_size
         self.revin = RevIN(self.group_size, affine=revin_affine) if revin else None
         self.embed = SeriesEmbedding(self.group_size, d_model, n_time_features, n_static, dropout)
-        h, w = image_size if image_size is not None else (None, None)
-        self.image_size = image_shape(seq_len, d_model, h, w)
+        self.layout_period = layout_period
+        if layout_period is not None:
+            if not 2 <= layout_period <= seq_len:
+                raise ValueError(f"layout_period must be between 2 and seq_len ({seq_len}), got {layout_period}")
+            if image_size is not None:
+                raise ValueError("give image_size or layout_period, not both")
+            self.image_size = (d_model * (seq_len // layout_period), layout_period)
+        else:
+            h, w = image_size if image_size is not None else (None, None)
+            self.image_size = image_shape(seq_len, d_model, h, w)
         self.backbone = backbone
         if head not in ("pooled", "flatten"):
             raise ValueError(f"head must be 'pooled' or 'flatten', got {head!r}")
@@ -206,7 +225,14 @@ class ForecastModel(nn.Module):
                     f"static features must be B x {n} groups x S in grouped mode, got {tuple(static.shape)}"
                 )
             static = static.reshape(x.shape[0], -1)
-        return series_to_image(self.embed(x, x_mark, static), *self.image_size)
+        embedded = self.embed(x, x_mark, static)
+        if self.layout_period is None:
+            return series_to_image(embedded, *self.image_size)
+        p = self.layout_period
+        n = self.seq_len // p
+        b, _, d = embedded.shape
+        cycles = embedded[:, self.seq_len - n * p:].reshape(b, n, p, d)  # B x cycles x phase x channel
+        return cycles.permute(0, 3, 1, 2).reshape(b, 1, d * n, p)
 
     @property
     def _out_channels(self) -> list[int] | None:
@@ -234,6 +260,13 @@ class ForecastModel(nn.Module):
         return y.reshape(b, self.pred_len, self.n_groups, self.n_out).permute(0, 2, 1, 3).reshape(
             b * self.n_groups, self.pred_len, self.n_out)
 
+    def _network(self, xg: Tensor, x_mark: Tensor | None, static: Tensor | None, rows: int) -> Tensor:
+        """Embedding → image → backbone → head: rows x pred_len x n_out on the (RevIN-)normalised scale."""
+        feats = self.backbone.forward_features(self.to_image(xg, x_mark, static))
+        if self.head_type == "pooled":
+            feats = self.backbone.forward_head(feats, pre_logits=True)
+        return self.head(feats.flatten(1)).reshape(rows, self.pred_len, self.n_out)
+
     def forward(self, inputs: Inputs) -> Tensor:
         """Forecast B x pred_len x len(targets) from a batch dict or a B x seq_len x C tensor."""
         x, x_mark, static = _unpack(inputs)
@@ -242,23 +275,21 @@ class ForecastModel(nn.Module):
         xg = self._group(x)
         if self.revin is not None:
             xg, stats = self.revin.normalize(xg)
-        if self.skip is not None and float(self.correction_scale) == 0.0:
-            out = xg.new_zeros(b * n, self.pred_len, self.n_out)  # the linear skip alone: no backbone pass
-        else:
-            feats = self.backbone.forward_features(self.to_image(xg, x_mark, static))
-            if self.head_type == "pooled":
-                feats = self.backbone.forward_head(feats, pre_logits=True)
-            out = self.head(feats.flatten(1)).reshape(b * n, self.pred_len, self.n_out) * self.correction_scale
-        if self.season is not None:
-            idx = self.seq_len - self.season + torch.arange(self.pred_len, device=xg.device) % self.season
-            anchor = xg[:, idx]
-            out = out + (anchor if n > 1 else anchor[..., self.targets])
-        if self.revin is not None:
-            out = self.revin.denormalize(out, stats, self._out_channels)
-        if self.skip is not None:
+        if self.skip is not None:  # the ridge forecast + the share g of everything training added to it
             xs, mean, std = self.skip_inputs(x)
-            lin = self.skip(xs.transpose(1, 2)).transpose(1, 2) * std
-            out = out + (lin if self.revin is not None else lin + mean)
+            out = self.skip(xs.transpose(1, 2)).transpose(1, 2) * std + mean
+            if float(self.correction_scale) != 0.0:  # at 0: the linear skip alone, no backbone pass
+                corr = self._network(xg, x_mark, static, b * n)
+                corr = self.revin.denormalize(corr, stats, self._out_channels) - mean if self.revin is not None else corr
+                out = out + self.correction_scale * corr
+        else:
+            out = self._network(xg, x_mark, static, b * n) * self.correction_scale
+            if self.season is not None:
+                idx = self.seq_len - self.season + torch.arange(self.pred_len, device=xg.device) % self.season
+                anchor = xg[:, idx]
+                out = out + (anchor if n > 1 else anchor[..., self.targets])
+            if self.revin is not None:
+                out = self.revin.denormalize(out, stats, self._out_channels)
         return out.reshape(b, n, self.pred_len, self.n_out).permute(0, 2, 1, 3).reshape(b, self.pred_len, -1)
 
     def reparameterize(self) -> ForecastModel:
@@ -597,8 +628,7 @@ def choose_correction_scale(
 ) -> dict[str, Any]:
     """Set ``model.correction_scale`` to the value of ``grid`` with the lowest MSE on ``loader`` (validation).
 
-    The forecast is affine in the scale (the backbone's correction is added before the
-    affine de-normalisation), so two passes (scale 0 and 1) give the MSE of every value
+    The forecast is affine in the scale, so two passes (scale 0 and 1) give the MSE of every value
     of ``grid`` exactly. Returns ``scale`` and ``mse`` per scale.
     """
     move = to_device or _mover(next(model.parameters()).device)
