@@ -208,3 +208,15 @@ def test_series_shard_round_trip(tmp_path):
             assert ya == yb and torch.allclose(xa, xb, atol=1e-5)
     with pytest.raises(Exception, match="cannot be streamed"):
         build(_cfg("series", f"{STREAM_PREFIX}{tmp_path / 'shards'}"))
+
+
+def test_point_and_video_auto_on_shards_match_the_files(tmp_path):
+    pytest.importorskip("av")
+    for modality, data, keys in (("point", write_clouds(tmp_path / "clouds"), ("input_size", "canonical_pose")),
+                                 ("video", write_videos(tmp_path / "videos"), ("frame_size", "layout"))):
+        _shard(modality, data, tmp_path / f"{modality}-shards")
+        auto = get_modality(modality).auto
+        on_files = auto({"data": str(data), "seed": 0})
+        on_shards = auto({"data": str(tmp_path / f"{modality}-shards"), "seed": 0})
+        assert on_files and {k: v[0] for k, v in on_files.items()} == {k: v[0] for k, v in on_shards.items()}
+        assert all(k in on_shards or k not in on_files for k in keys)

@@ -463,8 +463,7 @@ def _stream_samples(path: str, extensions: Sequence[str]) -> Iterator[tuple[str,
 
 def _stream_tar(path: str, extensions: Sequence[str]) -> Iterator[tuple[str, str, bytes, Any]]:
     exts = tuple(e.lower().lstrip(".") for e in extensions)
-    # a local shard is read front to back through a seekable file ("r:", ~3x faster than tarfile's
-    # stream mode); a URL through the stream mode
+    # a local shard is read front to back through a seekable file ("r:"); a URL through the stream mode
     with _open_stream(path) as f, tarfile.open(fileobj=f, mode="r|" if _is_url(path) else "r:") as tf:
         key, data, label = None, None, None
         for m in tf:
@@ -975,6 +974,10 @@ def auto_on_sample(auto: Callable[[Any], dict], cfg: Any, codec: Any = None, n: 
     if data is None:
         return None
     seed = int((cfg.get("seed") if hasattr(cfg, "get") else None) or 0)
+    import importlib
+
+    # no more samples than the rules open themselves (``SAMPLE`` of their module: 24 videos, 200 images)
+    n = min(n, int(getattr(importlib.import_module(getattr(auto, "__module__", __name__)), "SAMPLE", n)))
     from .hf import is_hf_spec, sample_training_images
 
     if is_shard_spec(data):
