@@ -157,3 +157,24 @@ def test_mid_epoch_skip_gives_the_rest_of_the_same_epoch(tmp_path):
             loader.sampler.set_skip(k * 2)
             assert [list(names) for names, _ in loader] == whole[k:], (workers, k)
             loader.sampler.set_skip(0)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_on_streamed_shards(tmp_path):
+    from test_train_cli import base_args
+
+    data = make_dataset(tmp_path / "data", n_train=7, n_val=3)  # 14 training images, 6 validation
+    assert main(["shard", "--data", str(data), "-o", str(tmp_path / "sh"), "--max-count", "4"]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    args = base_args(f"stream:{tmp_path / 'sh'}", tmp_path / "run", "--epochs", "2", "--batch-size", "3",
+                     "--num-workers", "2", "--no-deploy")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "--master-port", "29733", "-m", "unireplknet", *args], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["splits"] == {"train": 14, "val": 6}
+    assert summary["evaluation"]["val"]["n"] == 6  # the final evaluation reads every validation sample once
+    from unireplknet.engine.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["global_step"] == 4  # 7 samples per rank, batch 3: 2 steps
