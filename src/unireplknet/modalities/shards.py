@@ -23,6 +23,13 @@ its split, sample count, byte size and per-class counts, plus the class names::
 Where ``--data`` may point: a folder holding ``index.json``; a brace pattern
 ``shards/train-{000000..000127}.tar`` (several patterns separated by ``::``; an
 ``index.json`` next to the shards is used for class names when present); one ``.tar``.
+A ``stream:`` prefix (and shards given by ``http(s)://`` URL) asks for the streaming reader.
+
+**Modalities** plug in through :class:`~unireplknet.modalities.base.ShardCodec` (``Modality.shards``):
+member extensions, the decoder (bytes → raw sample, the modality's own reader), the per-sample
+transform, the task fields, optionally the modality's own dataset class over a map-style shard,
+its own writer and a whole-task builder. :func:`codec_task_data` reads ``--data`` through a codec;
+nothing here knows a modality.
 
 Two readers:
 
@@ -31,11 +38,14 @@ Two readers:
   engine's ``ResumableSampler`` then gives the same shuffling, DDP sharding and exact
   mid-epoch resume as for files.
 * :class:`ShardIterableDataset` (streaming, for remote or very large data read sequentially):
-  splits the epoch's sample sequence by (rank, worker), shuffles with a seeded buffer, and
-  yields exactly ``len(dataset)`` samples per rank and epoch. When the number of samples does
-  not divide by the world size, ``pad=True`` (default) repeats the first samples of the epoch's
-  order so every rank gets ``ceil(N / world)``; ``pad=False`` drops the tail so every rank gets
-  ``floor(N / world)``. Each sample is yielded exactly once per epoch when ``N`` divides.
+  splits the epoch's sample sequence by rank, and within a rank by DataLoader worker in whole
+  batches (:attr:`~ShardIterableDataset.batch_size`), shuffles with a seeded buffer, and yields
+  exactly ``len(dataset)`` samples per rank and epoch. When the number of samples does not divide
+  by the world size, ``pad=True`` (training) repeats the first samples of the epoch's order so
+  every rank gets ``ceil(N / world)``; ``pad=False`` drops the tail so every rank gets
+  ``floor(N / world)``; ``pad=None`` (evaluation) reads every sample once, ranks differing by at
+  most one. Each sample is yielded exactly once per epoch when ``N`` divides. A mid-epoch resume
+  leaves out exactly the batches already produced (:meth:`~ShardIterableDataset.set_skip_batches`).
 """
 from __future__ import annotations
 
