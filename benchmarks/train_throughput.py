@@ -12,11 +12,15 @@ batch (``--batch-size``, default 16, ``--size`` px, fp32 unless ``--amp``); the 
 min-max range (the noise).
 "fast" is unireplknet's fast training path (``unireplknet.ops.set_fast_training(True)``, the default,
 with the engine's fused AdamW step), "plain" the same model with both off (per-parameter AdamW loop); timm
-models get the fused AdamW step as well (``--no-fused-optimizer``: the loop for every model). Also reported: the process CPU time of the median step.
+models get the fused AdamW step as well (``--no-fused-optimizer``: the loop for every model). Also reported:
+the process CPU time of the median step.
 
 Peak memory: one subprocess per model at ``--mem-batch-size`` (default 32) runs warm-up + 2 steps and
 reports its peak RSS (``ru_maxrss``) minus the RSS after building the model and the batch (so the
-interpreter, libraries and weights are excluded); on CUDA ``torch.cuda.max_memory_allocated``.
+interpreter, libraries and weights are excluded); on CUDA ``torch.cuda.max_memory_allocated``. glibc's
+dynamic mmap threshold lets freed tensors below 32 MiB stay in a fragmented heap, so this RSS depends on
+tensor sizes as well as on what the step keeps alive; ``--mem-mmap-threshold 1048576`` adds a second
+measurement with the threshold fixed (every tensor from 1 MiB up is returned to the OS when freed).
 Writes ``benchmarks/results/train_throughput.json`` (``--out``).
 """
 from __future__ import annotations
@@ -157,6 +161,9 @@ def main() -> int:
     p.add_argument("--amp", action="store_true")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--mem-mmap-threshold", type=int, default=0,
+                   help="also measure peak memory with glibc's MALLOC_MMAP_THRESHOLD_ fixed to this many bytes "
+                        "(e.g. 1048576): without heap fragmentation, which the default dynamic threshold allows")
     p.add_argument("--no-fused-optimizer", action="store_true",
                    help="per-parameter AdamW loop for every model (default: fused AdamW except for ':plain' rows)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_throughput.json"))
@@ -179,14 +186,21 @@ def main() -> int:
         print(f"speed {m}: {rows[m]['img_s']} img/s", file=sys.stderr, flush=True)
     if not args.no_memory:
         passthrough = [a for a in sys.argv[1:]]
+        variants = [("peak_mib", None)]
+        if args.mem_mmap_threshold:
+            variants.append(("peak_mib_fixed_mmap", str(args.mem_mmap_threshold)))
         for m in models:
-            out = subprocess.run([sys.executable, __file__, *passthrough, "--mem-single", m],
-                                 capture_output=True, text=True)
-            if out.returncode != 0:
-                print(f"memory {m} failed: {out.stderr[-2000:]}", file=sys.stderr)
-                continue
-            rows[m].update(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"memory {m}: {rows[m]['peak_mib']} MiB", file=sys.stderr, flush=True)
+            for key, threshold in variants:
+                env = dict(os.environ)
+                if threshold is not None:
+                    env["MALLOC_MMAP_THRESHOLD_"] = threshold
+                out = subprocess.run([sys.executable, __file__, *passthrough, "--mem-single", m],
+                                     capture_output=True, text=True, env=env)
+                if out.returncode != 0:
+                    print(f"memory {m} failed: {out.stderr[-2000:]}", file=sys.stderr)
+                    continue
+                rows[m][key] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+                print(f"memory {m} ({key}): {rows[m][key]} MiB", file=sys.stderr, flush=True)
 
     def ratio(a: str, b: str, key: str) -> Optional[float]:
         if a in rows and b in rows and key in rows[a] and key in rows[b]:
@@ -208,6 +222,10 @@ def main() -> int:
         "unireplknet_t fast/plain img_s": ratio("unireplknet_t", "unireplknet_t:plain", "img_s"),
         "unireplknet_a fast/plain img_s": ratio("unireplknet_a", "unireplknet_a:plain", "img_s"),
         "unireplknet_t fast/plain peak memory": ratio("unireplknet_t", "unireplknet_t:plain", "peak_mib"),
+        "unireplknet_t/convnext_tiny peak memory, fixed mmap threshold":
+            ratio("unireplknet_t", "convnext_tiny", "peak_mib_fixed_mmap"),
+        "unireplknet_a/convnext_atto peak memory, fixed mmap threshold":
+            ratio("unireplknet_a", "convnext_atto", "peak_mib_fixed_mmap"),
     }
     per_round = {
         "unireplknet_t/convnext_tiny img_s": round_ratios("unireplknet_t", "convnext_tiny"),
@@ -227,11 +245,13 @@ def main() -> int:
     print(f"# training step (fwd+bwd+AdamW): {args.size}px, batch {args.batch_size}, device {args.device}, "
           f"amp {args.amp}, torch {torch.__version__}, threads {args.threads}, nproc {os.cpu_count()}, "
           f"load {meta['loadavg_start']} -> {meta['loadavg_end']}")
-    print(f"| model | train img/s (median of {args.repeats}) | CPU s/step | {mem} @ batch {args.mem_batch_size} |")
-    print("|---|---|---|---|")
+    print(f"| model | train img/s (median of {args.repeats}) | CPU s/step | {mem} @ batch {args.mem_batch_size} "
+          f"| same, fixed mmap threshold |")
+    print("|---|---|---|---|---|")
     for m in models:
         r = rows[m]
-        print(f"| {m} | {r['img_s']} | {r['cpu_s_median']} | {r.get('peak_mib', '-')} |")
+        print(f"| {m} | {r['img_s']} | {r['cpu_s_median']} | {r.get('peak_mib', '-')} | "
+              f"{r.get('peak_mib_fixed_mmap', '-')} |")
     for k, v in ratios.items():
         if v is not None:
             print(f"{k}: {v}")

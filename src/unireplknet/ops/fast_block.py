@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fast_train import channel_sq_norm, fast_path_applicable
+from .fast_train import channel_sq_norm, fast_path_applicable, spatial_dot
 
 __all__ = ["bn_se_train", "mlp_tail_train", "bn_scale_train", "block_fast_path_ok", "block_residual_train",
            "channel_sq_norm"]
@@ -93,14 +93,14 @@ class _BNSETrain(torch.autograd.Function):
             gh = g.reshape(-1, g.shape[-1])
             nb, c, hh, ww = d.shape
             n = torch.addcmul(_cvec(b - mean * a), d, _cvec(a))  # the BN output, recomputed
-            if nig[11]:
-                s = n * sig4
-                glw = gh.t().mm(s.permute(0, 2, 3, 1).reshape(-1, c))
-                del s
             if ctx.has_lb and nig[12]:
                 glb = gh.sum(0)
-            g = gh.mm(lw).view(nb, hh, ww, c).permute(0, 3, 1, 2)
+            g_out = gh.mm(lw)
+            g = g_out.view(nb, hh, ww, c).permute(0, 3, 1, 2)
             gsig = _sum_hw_prod(g, n)
+            if nig[11]:
+                s = n.mul_(sig4)  # the SE output, in place
+                glw = gh.t().mm(s.permute(0, 2, 3, 1).reshape(-1, c))
             del n
         else:
             # BN output n = (d - mean) * a + b: sum_hw(g * n) without materialising n.
@@ -110,7 +110,7 @@ class _BNSETrain(torch.autograd.Function):
         grads = torch.autograd.grad(sig, [t for t, k in zip(leaves, want) if k], gsig)
         it = iter(grads)
         gp, gwd, gbd, gwu, gbu = (next(it) if k else None for k in want)
-        gn = g * sig4
+        gn = g.mul_(sig4) if ctx.has_linear else g * sig4  # in place on the linear layer's own input grad
         gn.add_((gp / hw).unsqueeze(-1).unsqueeze(-1))
         gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
             gn, d, w, rm, rv, mean, invstd, True, ctx.eps, [nig[0], nig[1], nig[2]])
@@ -138,7 +138,9 @@ class _MLPTailTrain(torch.autograd.Function):
         denom = gx.mean(dim=-1, keepdim=True) + 1e-6
         nx = gx / denom
         f = gamma * nx + 1
-        o = torch.addcmul(beta, a, f) if beta is not None else a.mul_(f)
+        o = a.mul_(f)  # in place: no second hidden-sized allocation
+        if beta is not None:
+            o.add_(beta)
         del a
         z = F.linear(o, weight, bias)
         ctx.has_beta = beta is not None
@@ -153,15 +155,17 @@ class _MLPTailTrain(torch.autograd.Function):
         gz2 = gz.reshape(-1, gz.shape[-1])
         a = F.gelu(h)
         gwt = gbias = None
+        # hidden-sized buffers: a (GELU output) and one more, reused for o, the output grad and the input grad
+        buf = torch.mul(a, f) if nig[3] else torch.empty_like(a)
         if nig[3]:
-            o = torch.addcmul(beta, a, f) if ctx.has_beta else a * f
-            gwt = gz2.t().mm(o.reshape(-1, o.shape[-1]))
-            del o
+            if ctx.has_beta:
+                buf.add_(beta)
+            gwt = gz2.t().mm(buf.view(-1, buf.shape[-1]))
         if ctx.has_bias and nig[4]:
             gbias = gz2.sum(0)
-        go = gz2.mm(weight).view(a.shape)
+        go = torch.mm(gz2, weight, out=buf.view(-1, buf.shape[-1])).view(a.shape)
         gbeta = go.sum(dim=(0, 1, 2), keepdim=True) if ctx.has_beta and nig[2] else None
-        df = torch.linalg.vecdot(go.flatten(1, 2), a.flatten(1, 2), dim=1).unsqueeze(1).unsqueeze(1)
+        df = spatial_dot(go, a).unsqueeze(1).unsqueeze(1)
         ggamma = (df * nx).sum(dim=0, keepdim=True) if nig[1] else None
         gh = None
         if nig[0]:
@@ -169,8 +173,7 @@ class _MLPTailTrain(torch.autograd.Function):
             dgx = dnx / denom - (dnx * gx).sum(dim=-1, keepdim=True) / (denom * denom) / gx.shape[-1]
             scale = torch.where(gx > 0, dgx / gx, torch.zeros_like(gx))
             ga = go.mul_(f).addcmul_(a, scale)
-            del a
-            gh = torch.ops.aten.gelu_backward(ga, h)
+            gh = torch.ops.aten.gelu_backward.grad_input(ga, h, grad_input=a)  # into a's buffer
         return gh, ggamma, gbeta, gwt, gbias
 
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "set_fast_training", "fast_training_enabled", "fast_training", "fast_path_applicable",
-    "depthwise_conv2d_train", "dilated_reparam_train", "grn_train", "channel_sq_norm",
+    "depthwise_conv2d_train", "dilated_reparam_train", "grn_train", "channel_sq_norm", "spatial_dot",
 ]
 
 _STATE = {"enabled": True, "recompute": True}
@@ -258,14 +258,27 @@ def dilated_reparam_train(
 
 
 # --------------------------------------------------------------------------- GRN
+def spatial_dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``(x * y).sum(dim=(1, 2))`` of two ``N x H x W x C`` tensors, shape ``N x C``.
+
+    One dot product per sample: the ``H*W x C`` product temporary stays small enough for the allocator to
+    reuse it (a whole-batch product is a fresh mapping of up to hundreds of MB per call, and its page faults
+    cost more than the arithmetic).
+    """
+    xf, yf = x.flatten(1, 2), y.flatten(1, 2)
+    out = xf.new_empty(xf.shape[0], xf.shape[2])
+    for i in range(xf.shape[0]):
+        out[i] = torch.linalg.vecdot(xf[i], yf[i], dim=0)
+    return out
+
+
 def channel_sq_norm(x: torch.Tensor) -> torch.Tensor:
     """Per ``(n, c)`` spatial L2 norm of an ``N x H x W x C`` tensor, shape ``N x 1 x 1 x C``.
 
-    Equals ``torch.linalg.vector_norm(x, 2, dim=(1, 2), keepdim=True)``, 3-4x faster on CPU (a dot product
-    over the flattened spatial axis instead of a strided reduction).
+    Equals ``torch.linalg.vector_norm(x, 2, dim=(1, 2), keepdim=True)``, 3-5x faster on CPU (per-sample dot
+    products over the flattened spatial axis instead of a strided reduction).
     """
-    xf = x.flatten(1, 2)
-    return torch.linalg.vecdot(xf, xf, dim=1).sqrt_().unsqueeze(1).unsqueeze(1)
+    return spatial_dot(x, x).sqrt_().unsqueeze(1).unsqueeze(1)
 
 
 class _GRNTrain(torch.autograd.Function):
@@ -286,7 +299,7 @@ class _GRNTrain(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         x, gamma, gx, denom, nx, f = ctx.saved_tensors
         gb = grad.sum(dim=(0, 1, 2), keepdim=True) if ctx.has_beta and ctx.needs_input_grad[2] else None
-        df = torch.linalg.vecdot(grad.flatten(1, 2), x.flatten(1, 2), dim=1).unsqueeze(1).unsqueeze(1)
+        df = spatial_dot(grad, x).unsqueeze(1).unsqueeze(1)
         gg = (df * nx).sum(dim=0, keepdim=True) if ctx.needs_input_grad[1] else None
         gx_in = None
         if ctx.needs_input_grad[0]:
