@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +211,52 @@ def test_image_shapes(kind):
         C.parse_augment("scale,bogus")
 
 
+def test_resample_shrinks_by_area_and_keeps_short_spikes():
+    x = np.zeros((1, 1000), np.float32)
+    x[0, 503] = 100.0  # one-sample spike: point sampling at 100 points would miss it
+    r = C.resample(x, 100)
+    assert r.shape == (1, 100) and abs(r.sum() * 10 - 100.0) < 1e-3  # the area (mean x length) is kept
+    assert r[0, 50] == pytest.approx(10.0) and np.count_nonzero(r) == 1
+    ramp = np.arange(12, dtype=np.float32)[None]
+    assert C.resample(ramp, 4).tolist() == [[1.0, 4.0, 7.0, 10.0]]  # bin means
+    assert C.resample(ramp, 23)[0, 0] == 0.0 and C.resample(ramp, 23)[0, -1] == 11.0  # stretching: linear
+
+
+def test_composite_images_stack_parts_and_z_parts_ignore_level_and_scale():
+    x = torch.randn(2, 90)
+    both = C.series_image(x, "reshape+zreshape", 32)
+    assert both.shape == (C.image_channels("reshape+zreshape", 2), 32, 32) == (8, 32, 32)
+    assert torch.equal(both[:4], C.series_image(x, "reshape", 32))
+    z1, z2 = C.series_image(x, "zreshape", 32), C.series_image(3.0 * x + 5.0, "zreshape", 32)
+    assert torch.allclose(z1, z2, atol=1e-4)  # the z part does not see level and scale...
+    assert not torch.allclose(C.series_image(x, "reshape", 32), C.series_image(3.0 * x + 5.0, "reshape", 32))
+    assert C.image_parts(" Reshape + zrecurrence ") == ("reshape", "zrecurrence")
+    for bad in ("", "reshape+", "reshape+bogus", "zz"):
+        with pytest.raises(DataError):
+            C.image_parts(bad)
+    parser = argparse.ArgumentParser()
+    SD.add_train_args(parser)
+    assert parser.parse_args(["--series-image", "reshape+zgaf"]).series_image == "reshape+zgaf"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--series-image", "bogus"])
+
+
+def test_eval_views_stack_whole_series_then_windows():
+    rng = np.random.default_rng(0)
+    series = rng.normal(size=(3, 2, 50)).astype(np.float32)
+    views = C.eval_windows(torch.from_numpy(series[0]), 4)
+    assert len(views) == 4 and all(v.shape == (2, 50) for v in views)
+    assert torch.equal(views[0], torch.from_numpy(series[0]))
+    assert torch.allclose(views[1][:, 0], views[0][:, 0]) and torch.allclose(views[-1][:, -1], views[0][:, -1])
+    ds = C.SeriesImageDataset(series, [0, 1, 0], "reshape", 16, views=4)
+    img, label = ds[1]
+    assert img.shape == (4, 4, 16, 16) and label == 1
+    assert torch.equal(img[0], C.series_image(torch.from_numpy(series[1]), "reshape", 16))
+    assert not torch.equal(img[1], img[0])
+    with pytest.raises(DataError):
+        C.SeriesImageDataset(series, [0, 1, 0], "reshape", 16, views=0)
+
+
 def test_build_task_data_from_folder_and_predict(tmp_path):
     d = ucr_dir(tmp_path)
     task = SD.build_task_data(ns(data=str(d), series_image="recurrence", series_image_size=16))
@@ -241,6 +292,25 @@ def test_auto_config_and_flags(tmp_path):
     assert PLUGIN.name == "series" and "series_image" in PLUGIN.arg_keys()
 
 
+def test_build_wires_mixup_and_eval_views(tmp_path):
+    d = ucr_dir(tmp_path)
+    plain = SD.build_task_data(ns(data=str(d), series_image_size=16))
+    assert plain.eval_views == 1 and plain.train_batch_transform is None
+    assert plain.in_chans == 4  # default image: the folded series and its z-normalised copy, 2 channels each
+    task = SD.build_task_data(ns(data=str(d), series_image_size=16, series_mixup=0.4, series_eval_views=3))
+    assert task.eval_views == 3 and task.meta["series_eval_views"] == 3 and task.meta["series_mixup"] == 0.4
+    assert task.val[0][0].shape == (3, 4, 16, 16) and task.tests["test"][0][0].shape == (3, 4, 16, 16)
+    assert task.train[0][0].shape == (4, 16, 16)
+    torch.manual_seed(0)
+    xb = torch.stack([task.train[i][0] for i in range(5)])  # odd batch sizes are fine
+    yb = torch.tensor([task.train.labels[i] for i in range(5)])
+    mixed, target = task.train_batch_transform(xb, yb)
+    assert mixed.shape == xb.shape and target.shape == (5, 3) and torch.allclose(target.sum(1), torch.ones(5))
+    assert not torch.equal(mixed, xb)
+    with pytest.raises(DataError):
+        SD.build_task_data(ns(data=str(d), series_eval_views=0))
+
+
 # ----------------------------------------------------------------------------- training
 def test_tiny_training_on_demo_beats_chance():
     torch.manual_seed(0)
@@ -265,3 +335,18 @@ def test_tiny_training_on_demo_beats_chance():
     with torch.no_grad():
         acc = (model(xs).argmax(1) == torch.tensor(test.labels)).float().mean().item()
     assert acc > 0.6, acc
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sktime") is None, reason="the example reads sktime's bundled sets")
+def test_reduced_example_runs_the_command_and_beats_chance():
+    """examples/series_classification.py on BasicMotions (4 classes) for 20 epochs through ``unireplknet train``:
+    the command's baseline table and the 1-NN line are printed, and the model is far above chance (0.25)."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "examples" / "series_classification.py"), "--set", "BasicMotions",
+                           "--epochs", "20", "--threads", "1"], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "1-NN Euclidean (z-normalised)" in out and "1nn[pixels]" in out and "majority_class" in out
+    acc = float(re.search(r"UniRepLKNet \(.*\): ([0-9.]+)", out).group(1))
+    assert acc >= 0.7, out

@@ -35,7 +35,7 @@ from ...errors import DataError
 
 __all__ = [
     "IMAGE_KINDS", "AUGMENTATIONS", "fill_missing", "resample", "znormalize", "prepare_series", "prepare_all",
-    "augment_series", "series_image", "image_parts", "channel_stats", "standardize", "image_channels", "parse_augment", "eval_windows", "SeriesImageDataset",
+    "augment_series", "series_image", "image_parts", "channel_stats", "standardize", "image_channels", "parse_augment", "eval_windows", "SeriesMixup", "SeriesImageDataset",
 ]
 
 #: image parts; a ``z`` prefix applies the part to the per-series z-normalised series.
@@ -220,6 +220,27 @@ def eval_windows(x: Tensor, views: int, frac: float = 0.9) -> list[Tensor]:
         start = int(round(i * (length - win) / max(1, k - 1))) if k > 1 else (length - win) // 2
         out.append(F.interpolate(x[None, :, start:start + win], size=length, mode="linear", align_corners=True)[0])
     return out
+
+
+class SeriesMixup:
+    """Mixup for a batch of series images (any batch size): ``x ← λ·x + (1-λ)·x[perm]`` with
+    ``λ ~ Beta(alpha, alpha)`` per batch, and the matching mix of label-smoothed one-hot targets
+    (soft targets: the classification loss then uses soft-target cross-entropy)."""
+
+    def __init__(self, alpha: float, num_classes: int, smoothing: float = 0.1) -> None:
+        if alpha <= 0:
+            raise DataError(f"mixup alpha must be > 0, got {alpha}")
+        self.alpha = float(alpha)
+        self.num_classes = int(num_classes)
+        self.smoothing = float(smoothing)
+
+    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        lam = float(torch.distributions.Beta(self.alpha, self.alpha).sample())
+        perm = torch.randperm(len(x), device=x.device)
+        off = self.smoothing / self.num_classes
+        t = torch.full((len(y), self.num_classes), off, device=x.device)
+        t.scatter_(1, y.long().view(-1, 1).to(x.device), 1.0 - self.smoothing + off)
+        return lam * x + (1.0 - lam) * x[perm], lam * t + (1.0 - lam) * t[perm]
 
 
 class SeriesImageDataset(Dataset):

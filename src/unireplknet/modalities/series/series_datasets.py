@@ -17,8 +17,8 @@ import torch
 
 from ...errors import DataError
 from ..base import Splits, TaskData, finalize_splits, plan_lines
-from .classify import (AUGMENTATIONS, IMAGE_KINDS, SeriesImageDataset, channel_stats, image_channels, image_parts,
-                       parse_augment, prepare_all, prepare_series, series_image, standardize)
+from .classify import (AUGMENTATIONS, IMAGE_KINDS, SeriesImageDataset, SeriesMixup, channel_stats, image_channels,
+                       image_parts, parse_augment, prepare_all, prepare_series, series_image, standardize)
 from .ucr import SERIES_EXTENSIONS, find_ucr_splits, locate_split_files, read_series_file
 
 __all__ = [
@@ -31,11 +31,13 @@ logger = logging.getLogger(__name__)
 #: defaults of the keys added by :func:`add_train_args` (``series_length`` None: chosen from the data).
 CONFIG_DEFAULTS: dict[str, Any] = {
     "series_length": None,
-    "series_image": "reshape",
+    "series_image": "reshape+zreshape",  # the folded series and its z-normalised copy (each with its difference)
     "series_image_size": 64,
     "znorm": False,
     "series_norm": None,  # per-channel [mean, std] of the training series (computed when None; no flag)
     "series_augment": "scale,jitter,crop",
+    "series_mixup": 0.0,  # mixup alpha on the series images (0: off); any batch size
+    "series_eval_views": 1,  # evaluation views: the whole series, then windows (scores averaged)
 }
 
 #: a small custom UniRepLKNet that beats 1-NN Euclidean on small UCR/UEA sets in minutes on a CPU
@@ -146,6 +148,12 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--znorm", action=argparse.BooleanOptionalAction, default=None,
                    help="z-normalise each series on its own per channel (default off: standardise with the "
                         "training set's per-channel mean and std, which keeps level differences between series)")
+    g.add_argument("--series-mixup", type=float, default=None,
+                   help="mixup alpha on the series images, any batch size (0: off; "
+                        f"default {CONFIG_DEFAULTS['series_mixup']:g})")
+    g.add_argument("--series-eval-views", type=int, default=None,
+                   help="evaluation views averaged per series: the whole series, then windows of 90%% of it "
+                        f"(default {CONFIG_DEFAULTS['series_eval_views']})")
     g.add_argument("--series-augment", default=None,
                    help=f"train-time augmentations, comma-separated from {', '.join(AUGMENTATIONS)}, or none "
                         f"(default {CONFIG_DEFAULTS['series_augment']})")
@@ -200,6 +208,10 @@ def task_from_series(args: argparse.Namespace, sets: dict[str, tuple[list, list]
     size = int(_get(args, "series_image_size", demo))
     znorm = bool(_get(args, "znorm", demo))
     augment = parse_augment(_get(args, "series_augment", demo))
+    mixup = float(_get(args, "series_mixup", demo) or 0.0)
+    views = int(_get(args, "series_eval_views", demo))
+    if views < 1:
+        raise DataError(f"series_eval_views must be at least 1, got {views}")
     train_lengths = [x.shape[1] for x in sets["train"][0]]
     length = getattr(args, "series_length", None)
     length = choose_length(train_lengths) if length is None else int(length)
@@ -218,13 +230,14 @@ def task_from_series(args: argparse.Namespace, sets: dict[str, tuple[list, list]
 
     def dataset(name: str, train: bool) -> SeriesImageDataset:
         return SeriesImageDataset(prepared[name], [index[v] for v in sets[name][1]], kind, size,
-                                  augment if train else (), plan.classes)
+                                  augment if train else (), plan.classes, views=1 if train else views)
 
     tests = {name: dataset(name, False) for name in sets if name not in ("train", "val")}
     in_chans = image_channels(kind, channels)
     meta = {
         "source": source, "series_length": length, "channels": channels, "series_image": kind,
         "series_image_size": size, "znorm": znorm, "series_norm": norm, "series_augment": list(augment),
+        "series_mixup": mixup, "series_eval_views": views,
         "train_lengths": [int(min(train_lengths)), int(np.median(train_lengths)), int(max(train_lengths))],
         "plan": plan_lines(plan) + [f"  series: {channels} channel(s), resampled to {length}, "
                                     f"{kind} image {in_chans}x{size}x{size}, znorm {'on' if znorm else 'off'}"],
@@ -236,7 +249,9 @@ def task_from_series(args: argparse.Namespace, sets: dict[str, tuple[list, list]
                 "/".join(str(len(sets[n][0])) for n in tests) or "0", length, channels)
     return TaskData(train=dataset("train", True), val=dataset("val", False), tests=tests,
                     num_classes=len(plan.classes), class_names=list(plan.classes), in_chans=in_chans,
-                    input_size=(size, size), meta=meta, splits=plan if data is not None else None)
+                    input_size=(size, size), meta=meta, splits=plan if data is not None else None, eval_views=views,
+                    train_batch_transform=(SeriesMixup(mixup, len(plan.classes), float(_get(args, "smoothing") or 0.0))
+                                           if mixup > 0 else None))
 
 
 # ----------------------------------------------------------------------------- predict
