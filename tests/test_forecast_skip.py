@@ -183,3 +183,20 @@ def test_scale_zero_is_exactly_the_skip_whatever_training_changed():
         assert not torch.allclose(full, ridge, atol=1e-3)
         model.correction_scale.fill_(0.5)
         assert torch.allclose(model(x), ridge + 0.5 * (full - ridge), atol=1e-5)
+
+
+def test_flat_training_windows_do_not_spoil_the_fit(tmp_path):
+    import pandas as pd
+
+    n = 600
+    t = np.arange(n)
+    load = np.sin(2 * np.pi * t / 24) + 0.4 * np.sin(2 * np.pi * t / 8)
+    load[100:160] = 0.0  # a flat stretch (a sensor stuck at zero): some windows have no spread at all
+    frame = pd.DataFrame({"date": pd.date_range("2022-01-03", periods=n, freq="h").astype(str), "load": load})
+    frame.to_csv(tmp_path / "flat.csv", index=False)
+    data = build_forecast_data(tmp_path / "flat.csv", target="load", features="S", seq_len=SEQ, pred_len=PRED)
+    model = _model()
+    info = fc.fit_linear_skip(model, data.train, data.val, ridge=(1e-4,))
+    assert info["rows"] < len(data.train)  # the flat windows were left out
+    model.correction_scale.fill_(0.0)
+    assert _mse(model, data.test) < 0.01 * _mse(fc.NaiveForecast(PRED, [0]), data.test)

@@ -562,6 +562,8 @@ def fit_linear_skip(
     normalised horizon is regressed on its normalised lookback (one map shared by all
     targets, intercept not penalised), for each penalty ``λ * n_rows`` of ``ridge``; the one
     with the lowest validation MSE on the data's scale (what the evaluation reports) is kept.
+    Flat training windows (standard deviation under ``10 * sqrt(eps)``) are left out of the
+    fit: normalised by their own near-zero spread, their horizons would be huge outliers.
     The skip is then frozen (``requires_grad=False``): training fits the backbone's
     correction to it. ``train``/``val`` are window datasets (``ForecastWindows``). Returns
     ``ridge`` (the chosen λ), ``val_mse`` per λ and ``rows`` (training rows used).
@@ -581,10 +583,13 @@ def fit_linear_skip(
         feats = xs.permute(0, 2, 1).reshape(-1, length)
         return torch.cat([feats, feats.new_ones(len(feats), 1)], 1), mean, std
 
+    min_std = 10.0 * (model.revin.eps if model.revin is not None else 1e-5) ** 0.5
     for inputs, y in _window_batches(train, batch_size):
         a, mean, std = design(inputs)
         yn = (model.group_targets(y.to(device).double()) - mean) / std
         yn = yn.permute(0, 2, 1).reshape(-1, model.pred_len)
+        keep = std.permute(0, 2, 1).reshape(-1) > min_std  # a flat window would blow its horizon up to outliers
+        a, yn = a[keep], yn[keep]
         gram += (a.T @ a).cpu()
         cross += (a.T @ yn).cpu()
         rows += len(a)
