@@ -311,6 +311,24 @@ def test_build_wires_mixup_and_eval_views(tmp_path):
         SD.build_task_data(ns(data=str(d), series_eval_views=0))
 
 
+def test_baseline_features_read_the_series_behind_an_input(tmp_path):
+    d = ucr_dir(tmp_path)
+    task = SD.build_task_data(ns(data=str(d), series_image_size=16, series_eval_views=2))
+    fns = SD.baseline_features(task)
+    assert set(fns) == {"series", "zseries"}
+    x, _ = task.train[3]  # augmented image, but the baseline sees the prepared series behind it
+    assert np.allclose(fns["series"](x), task.train.series[3].numpy().reshape(-1))
+    z = fns["zseries"](task.train[3][0])
+    assert abs(z.mean()) < 1e-5 and abs(z.std() - 1) < 1e-3
+    v, _ = task.tests["test"][0]
+    assert np.allclose(fns["series"](v[1]), task.tests["test"].series[0].numpy().reshape(-1))  # a view of the stack
+    with pytest.raises(ValueError):
+        fns["series"](torch.zeros(4, 16, 16))
+    from unireplknet.tasks.baselines import run_baselines
+    res = run_baselines(task, extra=fns)["results"]["val"]
+    assert res["1nn[series]"] >= 0.8 and res["majority_class"] < 0.5  # class levels 1, 2, 10: 1-NN finds them
+
+
 # ----------------------------------------------------------------------------- training
 def test_tiny_training_on_demo_beats_chance():
     torch.manual_seed(0)

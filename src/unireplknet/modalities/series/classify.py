@@ -265,6 +265,7 @@ class SeriesImageDataset(Dataset):
         self.augment = tuple(augment)
         self.classes = list(classes)
         self.views = int(views)
+        self.last_item: "tuple[Tensor, Tensor] | None" = None
 
     @property
     def in_chans(self) -> int:
@@ -275,10 +276,12 @@ class SeriesImageDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        x = self.series[index]
+        raw = x = self.series[index]
         if self.augment:
             x = augment_series(x, self.augment)
         if self.views > 1:
-            return torch.stack([series_image(v, self.kind, self.size) for v in eval_windows(x, self.views)]), \
-                self.labels[index]
-        return series_image(x, self.kind, self.size), self.labels[index]
+            img = torch.stack([series_image(v, self.kind, self.size) for v in eval_windows(x, self.views)])
+        else:
+            img = series_image(x, self.kind, self.size)
+        self.last_item = (img, raw)  # the prepared series behind the image (for the simple baselines)
+        return img, self.labels[index]

@@ -7,4 +7,5 @@ from .shard_codec import CODEC
 
 PLUGIN = Modality.from_module(
     "series", "time-series classification: UCR/UEA .ts/.tsv/.arff/.csv files as images", series_datasets,
-    auto=series_datasets.auto_config, extensions=series_datasets.SERIES_EXTENSIONS, shards=CODEC)
+    auto=series_datasets.auto_config, extensions=series_datasets.SERIES_EXTENSIONS, shards=CODEC,
+    baseline_features=series_datasets.baseline_features)

@@ -18,12 +18,13 @@ import torch
 from ...errors import DataError
 from ..base import Splits, TaskData, finalize_splits, plan_lines
 from .classify import (AUGMENTATIONS, IMAGE_KINDS, SeriesImageDataset, SeriesMixup, channel_stats, image_channels,
-                       image_parts, parse_augment, prepare_all, prepare_series, series_image, standardize)
+                       image_parts, parse_augment, prepare_all, prepare_series, series_image, standardize, znormalize)
 from .ucr import SERIES_EXTENSIONS, find_ucr_splits, locate_split_files, read_series_file
 
 __all__ = [
     "CONFIG_DEFAULTS", "DEMO_DEFAULTS", "RECIPES", "SERIES_EXTENSIONS", "add_train_args", "build_task_data",
-    "load_for_predict", "auto_config", "choose_length", "shapes_demo", "read_predict_series", "task_from_series",
+    "load_for_predict", "auto_config", "baseline_features", "choose_length", "shapes_demo", "read_predict_series",
+    "task_from_series",
 ]
 
 logger = logging.getLogger(__name__)
@@ -252,6 +253,39 @@ def task_from_series(args: argparse.Namespace, sets: dict[str, tuple[list, list]
                     input_size=(size, size), meta=meta, splits=plan if data is not None else None, eval_views=views,
                     train_batch_transform=(SeriesMixup(mixup, len(plan.classes), float(_get(args, "smoothing") or 0.0))
                                            if mixup > 0 else None))
+
+
+# ----------------------------------------------------------------------------- baselines
+def baseline_features(task: TaskData) -> dict[str, Any]:
+    """Series baselines for the runner (``Modality.baseline_features``): ``{"series": fn, "zseries": fn}``.
+
+    ``series``: the prepared series behind an input (resampled to ``series_length``, standardised
+    with the training statistics, before augmentation), flattened; ``zseries``: the same series
+    z-normalised per channel (the usual UCR 1-NN setting). The runner fits 1-NN and logistic
+    regression on them (after its per-feature standardisation). ``fn`` looks the series up as the
+    last item of one of the task's datasets; any other tensor raises ``ValueError`` (the runner then
+    skips the baselines with a warning).
+    """
+    datasets = [d for d in (task.train, task.val, *task.tests.values()) if d is not None]
+
+    def series_of(x: Any) -> torch.Tensor:
+        if isinstance(x, torch.Tensor):
+            ptr = x.untyped_storage().data_ptr()
+            for ds in datasets:
+                last = getattr(ds, "last_item", None)
+                if last is not None and last[0].untyped_storage().data_ptr() == ptr:
+                    return last[1]
+        raise ValueError("series baseline: the input is not the last item of a series dataset of this task")
+
+    def series(x: Any) -> np.ndarray:
+        """The prepared series behind input ``x``, flattened."""
+        return series_of(x).numpy().reshape(-1)
+
+    def zseries(x: Any) -> np.ndarray:
+        """The prepared series behind input ``x``, z-normalised per channel, flattened."""
+        return znormalize(series_of(x).numpy()).reshape(-1)
+
+    return {"series": series, "zseries": zseries}
 
 
 # ----------------------------------------------------------------------------- predict
