@@ -374,3 +374,18 @@ def test_bn_se_without_linear(channels_last: bool) -> None:
     for p1, p2 in zip([*bn.parameters(), *se.parameters()], [*bn2.parameters(), *se2.parameters()]):
         assert _rel(p1.grad, p2.grad) < TOL
     assert _rel(bn.running_var, bn2.running_var) < TOL and torch.equal(bn.num_batches_tracked, bn2.num_batches_tracked)
+
+
+@pytest.mark.parametrize("policy", [False, True])
+def test_drb_recompute_policies(policy) -> None:
+    torch.manual_seed(0)
+    block = DilatedReparamBlock(3, 13).double().train()
+    _randomize_bn(block)
+    plain = copy.deepcopy(block)
+    ft.set_drb_recompute(policy)
+    try:
+        _compare(block, plain, torch.randn(2, 3, 15, 12, dtype=torch.float64), steps=2)
+    finally:
+        ft.set_drb_recompute("large")
+    with pytest.raises(ValueError):
+        ft.set_drb_recompute("some")

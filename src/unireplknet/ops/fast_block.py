@@ -51,7 +51,7 @@ def _sum_hw_prod(g: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     if g.is_contiguous() and d.is_contiguous():
         return torch.linalg.vecdot(g.flatten(2), d.flatten(2), dim=2)
     if g.is_contiguous(memory_format=torch.channels_last) and d.is_contiguous(memory_format=torch.channels_last):
-        return torch.linalg.vecdot(g.permute(0, 2, 3, 1).flatten(1, 2), d.permute(0, 2, 3, 1).flatten(1, 2), dim=1)
+        return spatial_dot(g.permute(0, 2, 3, 1), d.permute(0, 2, 3, 1))
     return (g * d).sum(dim=(2, 3))
 
 
@@ -204,7 +204,7 @@ class _BNScaleTrain(torch.autograd.Function):
         gz = gw = gb = gs = None
         if nig[1] or nig[2] or nig[7]:
             s1 = g.sum(dim=(0, 2, 3))
-            s2 = (g * (z - _cvec(mean))).sum(dim=(0, 2, 3)) * invstd  # sum(g * xhat)
+            s2 = (_sum_hw_prod(g, z).sum(0) - mean * s1) * invstd  # sum(g * xhat)
             if nig[1]:
                 gw = s2 * scale
             if nig[2]:

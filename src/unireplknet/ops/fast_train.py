@@ -14,9 +14,10 @@ function and the same gradients with forward convolutions only:
   which keeps them on oneDNN's fast kernel.
 
 :func:`dilated_reparam_train` runs all branches of a Dilated Reparam Block and their training-mode
-BatchNorms in one autograd node. It saves only the block input and the per-branch batch statistics
-and recomputes branch outputs in the backward pass (``recompute=True``, the default), so the block
-keeps one activation alive instead of six. BatchNorm uses the native kernels (``native_batch_norm``
+BatchNorms in one autograd node. It saves the block input, the per-branch batch statistics and (by
+default, ``recompute="large"``) the outputs of the branches with kernels of 7 taps and more; the small
+dilated branches are recomputed in the backward pass, so the block keeps three activations alive
+instead of twelve (``recompute=True``: one; :func:`set_drb_recompute`). BatchNorm uses the native kernels (``native_batch_norm``
 and its backward), so outputs and running-statistic updates are those of ``nn.BatchNorm2d``.
 
 The switch: :func:`set_fast_training` / :func:`fast_training_enabled` / :func:`fast_training`
@@ -28,18 +29,18 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.fx
 import torch.nn.functional as F
 
 __all__ = [
-    "set_fast_training", "fast_training_enabled", "fast_training", "fast_path_applicable",
+    "set_fast_training", "set_drb_recompute", "fast_training_enabled", "fast_training", "fast_path_applicable",
     "depthwise_conv2d_train", "dilated_reparam_train", "grn_train", "channel_sq_norm", "spatial_dot",
 ]
 
-_STATE = {"enabled": True, "recompute": True}
+_STATE: dict = {"enabled": True, "recompute": "large"}
 _LOCK = threading.Lock()
 _CL = torch.channels_last
 
@@ -48,6 +49,14 @@ def set_fast_training(enabled: bool) -> None:
     """Globally switch the fast training path (default ``True``)."""
     with _LOCK:
         _STATE["enabled"] = bool(enabled)
+
+
+def set_drb_recompute(policy: Union[bool, str]) -> None:
+    """Default ``recompute`` policy of :func:`dilated_reparam_train` (``True``, ``False`` or ``"large"``)."""
+    if policy not in (True, False, "large"):
+        raise ValueError(f"policy must be True, False or 'large', got {policy!r}")
+    with _LOCK:
+        _STATE["recompute"] = policy
 
 
 def fast_training_enabled() -> bool:
@@ -165,7 +174,7 @@ class _DilatedReparamTrain(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, dilations: Tuple[int, ...], eps: Tuple[float, ...],
-                factors: Tuple[float, ...], recompute: bool, *tensors: torch.Tensor):  # type: ignore[override]
+                factors: Tuple[float, ...], keep: Tuple[bool, ...], *tensors: torch.Tensor):  # type: ignore[override]
         nb = len(dilations)
         weights = tensors[0:nb]
         gammas = tensors[nb:2 * nb]
@@ -181,10 +190,10 @@ class _DilatedReparamTrain(torch.autograd.Function):
             o, mean, invstd = torch.native_batch_norm(
                 y, gammas[i], betas[i], rmeans[i], rvars[i], True, factors[i], eps[i])
             stats += [mean, invstd]
-            if not recompute:
+            if keep[i]:
                 saved_y.append(y)
             out = o if out is None else out.add_(o)
-        ctx.dilations, ctx.eps, ctx.recompute, ctx.nb = dilations, eps, recompute, nb
+        ctx.dilations, ctx.eps, ctx.keep, ctx.nb = dilations, eps, keep, nb
         ctx.save_for_backward(xc, *weights, *gammas, *rmeans, *rvars, *stats, *saved_y)
         assert out is not None
         return out
@@ -199,7 +208,7 @@ class _DilatedReparamTrain(torch.autograd.Function):
         rmeans = saved[1 + 2 * nb:1 + 3 * nb]
         rvars = saved[1 + 3 * nb:1 + 4 * nb]
         stats = saved[1 + 4 * nb:1 + 6 * nb]
-        ys = saved[1 + 6 * nb:]
+        kept = iter(saved[1 + 6 * nb:])
         need_x = ctx.needs_input_grad[0]
         off = 5
         need_w = any(ctx.needs_input_grad[off:off + nb])
@@ -212,7 +221,7 @@ class _DilatedReparamTrain(torch.autograd.Function):
         gbs: List[Optional[torch.Tensor]] = [None] * nb
         for i in range(nb):
             r = ctx.dilations[i]
-            y = _conv_fwd(xc, weights[i], r) if ctx.recompute else ys[i]
+            y = next(kept) if ctx.keep[i] else _conv_fwd(xc, weights[i], r)
             dy, gg, gb = torch.ops.aten.native_batch_norm_backward(
                 grad, y, gammas[i], rmeans[i], rvars[i], stats[2 * i], stats[2 * i + 1], True, ctx.eps[i],
                 [need_x or need_w, need_aff[i], need_aff[i]])
@@ -231,17 +240,25 @@ def dilated_reparam_train(
     weights: Sequence[torch.Tensor],
     dilations: Sequence[int],
     bns: Sequence[torch.nn.modules.batchnorm._BatchNorm],
-    recompute: Optional[bool] = None,
+    recompute: Union[None, bool, str] = None,
 ) -> torch.Tensor:
     """Training forward of a Dilated Reparam Block: ``sum_i bns[i](dwconv(x, weights[i], dilations[i]))``.
 
     Each BatchNorm must be an affine ``nn.BatchNorm2d`` in training mode tracking running statistics;
     its ``num_batches_tracked`` and running statistics are updated exactly as its own forward would.
-    ``recompute`` recomputes branch outputs in backward instead of keeping them (memory vs ~1/3 more conv
-    time); ``None`` uses the module default (``True``).
+    ``recompute``: ``True`` recomputes every branch output in backward instead of keeping it (memory vs
+    ~1/3 more conv time), ``False`` keeps them all, ``"large"`` keeps the outputs of the branches with
+    kernels of 7 taps and more (the costly ones to recompute) and recomputes the small ones; ``None``
+    uses the module default (:func:`set_drb_recompute`, initially ``"large"``).
     """
     if recompute is None:
         recompute = _STATE["recompute"]
+    if recompute == "large":
+        keep = tuple(int(w.shape[-1]) >= 7 for w in weights)
+    elif isinstance(recompute, bool):
+        keep = (not recompute,) * len(weights)
+    else:
+        raise ValueError(f"recompute must be True, False or 'large', got {recompute!r}")
     factors = []
     for bn in bns:
         factor = 0.0 if bn.momentum is None else bn.momentum
@@ -253,7 +270,7 @@ def dilated_reparam_train(
     tensors = [*weights, *(bn.weight for bn in bns), *(bn.bias for bn in bns),
                *(bn.running_mean for bn in bns), *(bn.running_var for bn in bns)]
     return _DilatedReparamTrain.apply(
-        x, tuple(int(d) for d in dilations), tuple(float(bn.eps) for bn in bns), tuple(factors), bool(recompute),
+        x, tuple(int(d) for d in dilations), tuple(float(bn.eps) for bn in bns), tuple(factors), keep,
         *tensors)
 
 
