@@ -64,3 +64,19 @@ def test_reduced_example_pipeline(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert 0 <= acc <= 100 and acc * n_test / 100 == pytest.approx(round(acc * n_test / 100), abs=0.01)
     assert {"logreg[frame_difference]", "logreg[first_frame]", "majority_class"} <= set(run["baselines"])
     assert "--video-layout diff" in run["command"] and "logreg[frame_difference]" in ex.format_results(result)
+    assert "--clip-norm clip" in run["command"] and "--clip-jitter" in run["command"]  # auto's choices, spelled out
+    assert {"relief", "mri", "present"} <= set(result["photos"]["train/val photos"])  # more training scenes
+
+
+def test_extra_scenes_are_real_images_and_the_test_photo_stays_unseen(tmp_path: Path) -> None:
+    ex = _load_example()
+    extra = ex.extra_photos()
+    assert set(extra) == {"relief", "mri", "present"}
+    for name, photo in extra.items():
+        assert photo.shape[0] == 3 and min(photo.shape[1:]) >= 128 and 0 <= photo.min() and photo.max() <= 1
+        assert photo.std() > 0.05, name  # textured, not blank
+    photos = ex.make_splits(tmp_path, 1, 1, 1, 4, 16, 0, held_out="flower")
+    assert photos["test photo"] == ["flower"] and "flower" not in photos["train/val photos"]
+    plain = ex.make_splits(tmp_path / "plain", 1, 1, 1, 4, 16, 0, held_out="flower", extra=False)
+    assert plain["train/val photos"] == ["china", "grace_hopper"]
+    assert ex.generalize_flags()[:2] == ["--clip-norm", "clip"]

@@ -126,7 +126,9 @@ def test_ci_sized_motion_example_learns_and_prints_baselines(tmp_path: Path, cap
     run = result["runs"][0]
     assert run["input"] == [3 * (2 * 8 - 1), 24, 24]
     assert result["photos"]["test photo"][0] not in result["photos"]["train/val photos"]
-    assert run["test_top1"] >= 2 * result["chance"]  # 8 classes, 64 clips of an unseen photo: well above chance
+    # 8 classes, 64 clips of an unseen photo: well above chance (50 % measured) and above appearance alone
+    assert run["test_top1"] >= 3 * result["chance"]
+    assert run["test_top1"] > run["baselines"]["logreg[first_frame]"] + 15
     printed = capsys.readouterr().out
     assert "logreg[frame_difference]" in printed and "majority_class" in printed  # the runner's baseline table
     table = ex.format_results(result)

@@ -6,6 +6,14 @@ when a pretrained 2-D stem is loaded (the loader's stem adaptation, RGB repeated
 motion is a local feature that the very first convolution can see, and a clip costs the compute of
 one frame instead of ``T`` tiled frames. ``--video-layout grid`` (the paper's tiling) or a recipe
 overrides it.
+
+Without a pretrained stem, ``auto`` also makes the model look at motion rather than at the few
+scenes of a small training set: each clip is normalised by its own mean and standard deviation
+(``clip_norm="clip"``: a scene's brightness and contrast no longer matter, and the frame
+differences are measured against the clip's own contrast), and training clips get photometric
+augmentation drawn once per clip and applied to every frame (colour jitter 0.4, grey 10 %, blur
+20 %, pixel noise up to 0.03). With ``--pretrained`` the ImageNet normalisation the weights expect
+is kept.
 """
 from __future__ import annotations
 
@@ -13,15 +21,24 @@ import random
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["auto_config", "SAMPLE"]
+__all__ = ["auto_config", "SAMPLE", "GENERALIZE"]
 
 #: how many training videos are opened to measure the data.
 SAMPLE = 24
 
+#: options that make a model trained from scratch rely on motion rather than on its training scenes.
+GENERALIZE: dict[str, tuple[Any, str]] = {
+    "clip_norm": ("clip", "each clip normalised by its own mean/std: scene brightness and contrast do not matter"),
+    "clip_jitter": (0.4, "colour jitter, one draw per clip for all its frames (the motion is kept)"),
+    "clip_gray": (0.1, "a tenth of the training clips in grey"),
+    "clip_blur": (0.2, "a fifth of the training clips blurred (sigma 0.1-2 px)"),
+    "clip_noise": (0.03, "pixel noise up to 0.03 on the 0-1 scale"),
+}
+
 
 def auto_config(cfg: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
-    """``layout`` (``diff``, or ``channels`` with a pretrained stem), ``frame_size`` from the median short side
-    (32-224, multiple of 16); on a CPU a light clip (8 frames, one evaluation view) so a run fits the time
+    """``layout`` (``diff`` with :data:`GENERALIZE`, or ``channels`` with a pretrained stem), ``frame_size``
+    from the median short side (32-224, multiple of 16); on a CPU a light clip (8 frames, one evaluation view) so a run fits the time
     budget (empty without folder data)."""
     data = cfg.get("data")
     if data is None or not Path(data).is_dir():
@@ -59,6 +76,7 @@ def auto_config(cfg: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
         out["layout"] = ("diff", "frames stacked as channels plus their consecutive differences: neighbouring "
                                  "frames stay pixel-aligned, so motion is local from the first layer; one frame's "
                                  "compute per clip")
+        out.update(GENERALIZE)
     shortest = frames[0]
     n = 8 if cpu else 16
     stride = max(1, min(4, shortest // n)) if shortest else 1

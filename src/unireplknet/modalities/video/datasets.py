@@ -42,7 +42,9 @@ from .transforms import (
     image_size_for,
     image_to_frames,
     layout_channels,
+    NORMS,
     normalize_clip,
+    normalize_per_clip,
     resize_clip,
 )
 
@@ -584,7 +586,9 @@ class VideoClipDataset(Dataset):
     Training (``augment`` given): one random clip, augmented identically over
     its frames. Evaluation: ``num_clips`` temporal clips x ``num_crops``
     spatial crops of ``frame_size`` (``V`` views, clip-major; ``V = 1`` gives
-    ``C x H x W``). Frames are then laid out as one image (``layout``).
+    ``C x H x W``), normalised by ``mean``/``std`` (``norm="imagenet"``) or by each
+    clip's own statistics (``norm="clip"``; training takes the augmentation's ``norm``).
+    Frames are then laid out as one image (``layout``).
     Decoding happens in ``__getitem__``, i.e. inside DataLoader workers.
     """
 
@@ -605,6 +609,7 @@ class VideoClipDataset(Dataset):
         cache_dir: Optional[str | os.PathLike] = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        norm: str = "imagenet",
     ) -> None:
         if not records:
             raise ValueError("VideoClipDataset needs at least one video")
@@ -614,6 +619,9 @@ class VideoClipDataset(Dataset):
         self.layout, self.grid, self.factor = layout, grid, factor
         self.short_side, self.backend, self.cache_dir = short_side, backend, cache_dir
         self.mean, self.std = tuple(mean), tuple(std)
+        if norm not in NORMS:
+            raise ValueError(f"unknown clip normalisation {norm!r}; choose one of {NORMS}")
+        self.norm = norm
         self.targets = [r.label for r in self.records]
 
     def __len__(self) -> int:
@@ -646,11 +654,14 @@ class VideoClipDataset(Dataset):
         if self.augment is not None:
             return self._to_image(self.augment(clips[0])), label
         views = [
-            self._to_image(normalize_clip(crop, self.mean, self.std))
+            self._to_image(self._normalize(crop))
             for clip in clips
             for crop in clip_eval_crops(clip, self.frame_size, self.num_crops)
         ]
         return (views[0] if len(views) == 1 else torch.stack(views)), label
+
+    def _normalize(self, clip: torch.Tensor) -> torch.Tensor:
+        return normalize_per_clip(clip) if self.norm == "clip" else normalize_clip(clip, self.mean, self.std)
 
     def _to_image(self, clip: torch.Tensor) -> torch.Tensor:
         return frames_to_image(clip, self.layout, self.grid, self.factor)
@@ -680,6 +691,11 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "hflip": 0.5,
     "aa": "rand-m7-n4-mstd0.5-inc1",
     "reprob": 0.25,
+    "clip_jitter": 0.0,
+    "clip_gray": 0.0,
+    "clip_blur": 0.0,
+    "clip_noise": 0.0,
+    "clip_norm": "imagenet",
     "eval_clips": 5,
     "eval_crops": 3,
     "frame_cache": None,
@@ -750,6 +766,19 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
                    help="timm RandAugment string or 'none' (default rand-m7-n4-mstd0.5-inc1)")
     g.add_argument("--reprob", dest="reprob", type=float, default=None,
                    help="random erasing probability (default 0.25)")
+    g.add_argument("--clip-jitter", dest="clip_jitter", type=float, default=None,
+                   help="colour jitter of each training clip, the same for all its frames: brightness, contrast, "
+                        "saturation in [1-j, 1+j], hue up to j*180 degrees (default 0; auto: 0.4)")
+    g.add_argument("--clip-gray", dest="clip_gray", type=float, default=None,
+                   help="probability of turning a training clip grey (default 0; auto: 0.1)")
+    g.add_argument("--clip-blur", dest="clip_blur", type=float, default=None,
+                   help="probability of a Gaussian blur (sigma 0.1-2 px) of a training clip (default 0; auto: 0.2)")
+    g.add_argument("--clip-noise", dest="clip_noise", type=float, default=None,
+                   help="largest std of the pixel noise added to training clips, on the 0-1 scale (default 0; "
+                        "auto: 0.03)")
+    g.add_argument("--clip-norm", dest="clip_norm", choices=NORMS, default=None,
+                   help="normalise frames by the ImageNet mean/std (default; what pretrained stems expect) or by "
+                        "each clip's own per-channel mean/std (auto's choice without --pretrained)")
     g.add_argument("--eval-clips", dest="eval_clips", type=int, default=None,
                    help="temporal clips per video in evaluation (default 5)")
     g.add_argument("--eval-crops", dest="eval_crops", type=int, default=None,
@@ -804,6 +833,7 @@ def _datasets_from_args(args: argparse.Namespace) -> dict[str, Any]:
         cache_dir=_get(args, "frame_cache"),
         num_clips=int(_get(args, "eval_clips")),
         num_crops=int(_get(args, "eval_crops")),
+        norm=str(_get(args, "clip_norm")),
     )
 
 
@@ -817,6 +847,11 @@ def _augment_from_args(args: argparse.Namespace) -> ClipAugment:
         hflip=float(_get(args, "hflip")),
         rand_augment=None if aa in (None, "", "none") else str(aa),
         erase_prob=float(_get(args, "reprob")),
+        color_jitter=float(_get(args, "clip_jitter")),
+        grayscale=float(_get(args, "clip_gray")),
+        blur=float(_get(args, "clip_blur")),
+        noise=float(_get(args, "clip_noise")),
+        norm=str(_get(args, "clip_norm")),
     )
 
 
@@ -895,7 +930,8 @@ def build_task_data(args: argparse.Namespace) -> TaskData:
         in_chans=layout_channels(kw["layout"], kw["sampling"].num_frames), input_size=input_size,
         eval_views=val_set.num_views, splits=splits,
         meta={"layout": kw["layout"], "num_frames": kw["sampling"].num_frames, "frame_size": kw["frame_size"][0],
-              "grid": list(kw["grid"]) if kw["grid"] else None, "reshape_factor": kw["factor"]},
+              "grid": list(kw["grid"]) if kw["grid"] else None, "reshape_factor": kw["factor"],
+              "clip_norm": kw["norm"]},
     )
 
 

@@ -24,14 +24,20 @@ as one ``C' x H' x W'`` image; four layouts are offered, all invertible:
   zero differences anyway), so the same equality holds.
 
 The augmentation draws its random parameters once per clip and applies them to
-every frame, so motion between frames is preserved.
+every frame, so motion between frames is preserved: the crop and flip, RandAugment,
+and the photometric changes (brightness / contrast / saturation / hue, grey, blur,
+noise of one strength) that make a model rely on motion rather than on the colours
+and contrast of the few scenes it was trained on. ``norm="clip"`` normalises each
+clip by its own per-channel mean and standard deviation (over frames and pixels)
+instead of the data set's, so the frame differences are measured relative to the
+clip's own contrast.
 """
 from __future__ import annotations
 
 import math
 import random
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -62,6 +68,10 @@ __all__ = [
     "clip_eval_crops",
     "resize_clip",
     "normalize_clip",
+    "normalize_per_clip",
+    "NORMS",
+    "adjust_clip",
+    "gaussian_blur",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -69,6 +79,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LAYOUTS = ("grid", "reshape", "channels", "diff")
 #: layouts that keep frames pixel-aligned as channels (the stem is widened).
 CHANNEL_LAYOUTS = ("channels", "diff")
+#: clip normalisations: the data set's mean/std (ImageNet), or each clip's own statistics.
+NORMS = ("imagenet", "clip")
 
 
 # ----------------------------------------------------------------------------- layouts
@@ -306,6 +318,92 @@ def normalize_clip(
     return (x - m) / s
 
 
+def normalize_per_clip(clip: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
+    """``T x C x H x W`` frames (uint8 or 0..1 float) -> each channel at zero mean, unit std over the clip.
+
+    The statistics are taken over all frames and pixels of the clip together, so every frame gets
+    the same affine map (frame differences keep their sign and relative size; a static clip stays
+    static). ``eps`` (on the 0..1 scale) keeps flat clips from being amplified into noise.
+    """
+    _check_clip(clip)
+    x = clip.float()
+    if clip.dtype == torch.uint8:
+        x = x / 255.0
+    dims = (-4, -2, -1)
+    mean = x.mean(dim=dims, keepdim=True)
+    std = x.std(dim=dims, keepdim=True, unbiased=False)
+    return (x - mean) / (std + eps)
+
+
+def _normalize(clip: torch.Tensor, norm: str, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    if norm == "imagenet":
+        return normalize_clip(clip, mean, std)
+    if norm == "clip":
+        return normalize_per_clip(clip)
+    raise ValueError(f"unknown clip normalisation {norm!r}; choose one of {NORMS}")
+
+
+def gaussian_blur(clip: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur (``sigma`` in pixels, reflect padding) of float ``[B x] T x C x H x W`` frames, all alike."""
+    if sigma <= 0:
+        return clip
+    radius = max(1, int(math.ceil(2.5 * sigma)))
+    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
+    k = (k / k.sum()).to(clip.dtype)
+    shape = clip.shape
+    x = clip.reshape(-1, 1, *shape[-2:])
+    radius_h, radius_w = min(radius, shape[-2] - 1), min(radius, shape[-1] - 1)
+    x = F.pad(x, (radius_w, radius_w, 0, 0), mode="reflect") if radius_w > 0 else x
+    x = F.conv2d(x, k[radius - radius_w: radius + radius_w + 1].view(1, 1, 1, -1))
+    x = F.pad(x, (0, 0, radius_h, radius_h), mode="reflect") if radius_h > 0 else x
+    x = F.conv2d(x, k[radius - radius_h: radius + radius_h + 1].view(1, 1, -1, 1))
+    return x.reshape(shape)
+
+
+def adjust_clip(
+    clip: torch.Tensor,
+    brightness: float = 1.0,
+    contrast: float = 1.0,
+    saturation: float = 1.0,
+    hue: float = 0.0,
+    grayscale: bool = False,
+    blur_sigma: float = 0.0,
+) -> torch.Tensor:
+    """Photometric change of 0..1 float RGB frames ``[B x] T x 3 x H x W``, the same for every frame.
+
+    In order: brightness (multiply), contrast (scale about the clip's mean grey level), saturation
+    (scale about each pixel's grey level), hue (rotation by ``hue`` radians about the grey axis of
+    RGB space), optional conversion to grey, Gaussian blur; the result is clipped to 0..1. Every
+    parameter is a scalar, so frame ``t`` of the result is what the same change does to frame ``t``
+    alone, except that contrast uses the mean of the whole clip (a frame-by-frame mean would
+    flicker with the content).
+    """
+    _check_clip(clip)
+    if clip.shape[-3] != 3:
+        raise ValueError(f"adjust_clip needs RGB frames (C = 3), got C = {clip.shape[-3]}")
+    x = clip.float() * brightness
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(3, 1, 1)
+    if contrast != 1.0:
+        grey_mean = (x * weights).sum(-3, keepdim=True).mean(dim=(-4, -3, -2, -1), keepdim=True)
+        x = (x - grey_mean) * contrast + grey_mean
+    if saturation != 1.0:
+        grey = (x * weights).sum(-3, keepdim=True)
+        x = (x - grey) * saturation + grey
+    if hue != 0.0:
+        cos, sin, third = math.cos(hue), math.sin(hue), 1.0 / 3.0
+        r = math.sqrt(third)
+        # Rodrigues rotation about the unit grey axis (1, 1, 1) / sqrt(3)
+        rot = torch.tensor([[cos + third * (1 - cos), third * (1 - cos) - r * sin, third * (1 - cos) + r * sin],
+                            [third * (1 - cos) + r * sin, cos + third * (1 - cos), third * (1 - cos) - r * sin],
+                            [third * (1 - cos) - r * sin, third * (1 - cos) + r * sin, cos + third * (1 - cos)]],
+                           dtype=x.dtype)
+        x = torch.einsum("ij,...jhw->...ihw", rot, x)
+    if grayscale:
+        x = (x * weights).sum(-3, keepdim=True).expand_as(x)
+    x = gaussian_blur(x, blur_sigma)
+    return x.clamp(0.0, 1.0)
+
+
 def resize_clip(clip: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Bilinear (antialiased) resize of ``T x C x H x W`` frames; keeps uint8 as uint8."""
     size = (int(size[0]), int(size[1]))
@@ -369,9 +467,16 @@ class ClipAugment:
     """Training augmentation applied identically to every frame of a clip.
 
     Order: random resized crop to ``size`` -> horizontal flip -> RandAugment
-    (timm, one draw of ops and magnitudes per clip) -> normalise -> random
-    erasing of one box in all frames (a "tube"). Input: uint8 ``T x C x H x W``
-    (C = 3 for RandAugment); output: float32 ``T x C x size``.
+    (timm, one draw of ops and magnitudes per clip) -> photometric changes
+    (:func:`adjust_clip`: brightness, contrast and saturation factors drawn in
+    ``[1 - color_jitter, 1 + color_jitter]``, a hue rotation of up to
+    ``color_jitter * 180`` degrees, grey with probability ``grayscale``, a Gaussian
+    blur with probability ``blur`` and sigma in ``blur_sigma`` output pixels, then
+    Gaussian noise of a standard deviation drawn in ``[0, noise]``, fresh for every
+    pixel and frame) -> normalise (``norm``: the ``mean``/``std`` given, or
+    ``"clip"``: the clip's own statistics) -> random erasing of one box in all
+    frames (a "tube"). Input: uint8 ``T x C x H x W`` (C = 3 for RandAugment and
+    the colour changes); output: float32 ``T x C x size``.
     """
 
     size: tuple[int, int] = (224, 224)
@@ -382,8 +487,20 @@ class ClipAugment:
     erase_prob: float = 0.0
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    color_jitter: float = 0.0
+    grayscale: float = 0.0
+    blur: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    noise: float = 0.0
+    norm: str = "imagenet"
 
     def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown clip normalisation {self.norm!r}; choose one of {NORMS}")
+        if not 0 <= self.color_jitter <= 1:
+            raise ValueError(f"color_jitter must be in [0, 1], got {self.color_jitter}")
+        if self.noise < 0:
+            raise ValueError(f"noise must be >= 0, got {self.noise}")
         self._ra = None
         if self.rand_augment:
             aa = require("timm.data.auto_augment", "train", "RandAugment")
@@ -404,9 +521,37 @@ class ClipAugment:
             x = x.flip(-1)
         if self._ra is not None:
             x = self._rand_augment(x)
-        x = normalize_clip(x, self.mean, self.std)
+        x = self._photometric(x, rng)
+        x = _normalize(x, self.norm, self.mean, self.std)
         if self.erase_prob > 0 and rng.random() < self.erase_prob:
             x = _erase_tube(x, rng)
+        return x
+
+    def photometric_params(self, rng: random.Random) -> dict[str, Any]:
+        """One draw of the :func:`adjust_clip` parameters (and the noise level) for a clip."""
+        j = self.color_jitter
+        return {
+            "brightness": rng.uniform(1 - j, 1 + j),
+            "contrast": rng.uniform(1 - j, 1 + j),
+            "saturation": rng.uniform(1 - j, 1 + j),
+            "hue": rng.uniform(-j, j) * math.pi,
+            "grayscale": rng.random() < self.grayscale,
+            "blur_sigma": rng.uniform(*self.blur_sigma) if rng.random() < self.blur else 0.0,
+            "noise": rng.uniform(0.0, self.noise),
+        }
+
+    def _photometric(self, clip: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        if not (self.color_jitter or self.grayscale or self.blur or self.noise):
+            return clip
+        if clip.shape[1] != 3:
+            raise ValueError("the colour changes of ClipAugment need RGB frames (C = 3)")
+        params = self.photometric_params(rng)
+        noise = params.pop("noise")
+        x = clip.float() / 255.0 if clip.dtype == torch.uint8 else clip.float()
+        x = adjust_clip(x, **params)
+        if noise > 0:
+            gen = torch.Generator().manual_seed(rng.getrandbits(63))
+            x = (x + noise * torch.randn(x.shape, generator=gen)).clamp_(0.0, 1.0)
         return x
 
     def _rand_augment(self, clip: torch.Tensor) -> torch.Tensor:
