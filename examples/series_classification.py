@@ -55,7 +55,8 @@ def sktime_data_dir(name: str) -> Path:
 
 
 def one_nn_accuracy(train: tuple, test: tuple, length: int, znorm: bool = True) -> float:
-    """1-NN Euclidean on series resampled to ``length`` (and z-normalised per channel when ``znorm``)."""
+    """1-NN Euclidean on series resampled to ``length`` (none when they have it already; z-normalised
+    per channel when ``znorm``)."""
     from unireplknet.modalities.series.classify import prepare_all
     A = prepare_all(train[0], length, znorm).reshape(len(train[0]), -1)
     B = prepare_all(test[0], length, znorm).reshape(len(test[0]), -1)
@@ -177,7 +178,10 @@ def main() -> None:
             shutil.copy(next(iter(sorted(src.glob(f"{args.set}_{f}.ts")))), data)
         full_train = read_series_file(data / f"{args.set}_TRAIN.ts")
         test = find_ucr_splits(data).tests["test"]
-        length = choose_length([x.shape[1] for x in full_train[0]])
+        lengths = {x.shape[1] for x in full_train[0] + test[0]}
+        # 1-NN on the series as the files hold them when all have one length (the usual UCR baseline),
+        # else resampled to the model's length
+        length = lengths.pop() if len(lengths) == 1 else choose_length([x.shape[1] for x in full_train[0]])
         nn = one_nn_accuracy(full_train, test, length)
         nn_raw = one_nn_accuracy(full_train, test, length, znorm=False)
         t0 = time.time()
@@ -185,9 +189,11 @@ def main() -> None:
             (acc, kind), how = train_api(data, args), "library API (plain loop)"
         else:
             acc, how = train_command(data, args, Path(tmp) / "run"), "unireplknet train --modality series"
-            kind = args.series_image or "auto"
+            model_json = Path(tmp) / "run" / "model.json"
+            kind = json.loads(model_json.read_text())["config"].get("series_image") if model_json.is_file() else None
+            kind = kind or args.series_image or "default"
         wall = time.time() - t0
-    print(f"{args.set}: {len(full_train[0])} train / {len(test[0])} test series, length {length}, "
+    print(f"{args.set}: {len(full_train[0])} train / {len(test[0])} test series, 1-NN length {length}, "
           f"{full_train[0][0].shape[0]} channel(s)")
     print(f"  1-NN Euclidean (z-normalised): {nn:.3f}   (raw values: {nn_raw:.3f})")
     print(f"  UniRepLKNet ({kind} image, {args.epochs or 'auto'} epochs, {how}): "
