@@ -71,6 +71,9 @@ def _stepper(spec: str, args: argparse.Namespace, batch: int) -> Callable[[], No
 
     from unireplknet.ops import set_fast_training
 
+    from unireplknet.ops.fast_train import set_drb_recompute
+
+    set_drb_recompute({"true": True, "false": False}.get(args.drb_recompute, args.drb_recompute))
     model, fast = _build(spec, args.original)
     device = torch.device(args.device)
     model = model.to(device).train()
@@ -164,6 +167,8 @@ def main() -> int:
     p.add_argument("--mem-mmap-threshold", type=int, default=0,
                    help="also measure peak memory with glibc's MALLOC_MMAP_THRESHOLD_ fixed to this many bytes "
                         "(e.g. 1048576): without heap fragmentation, which the default dynamic threshold allows")
+    p.add_argument("--drb-recompute", default="large", choices=["true", "false", "large"],
+                   help="Dilated Reparam Block fast path: which branch outputs backward recomputes (default large)")
     p.add_argument("--no-fused-optimizer", action="store_true",
                    help="per-parameter AdamW loop for every model (default: fused AdamW except for ':plain' rows)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_throughput.json"))
@@ -237,7 +242,8 @@ def main() -> int:
         "device": args.device, "amp": args.amp, "size": args.size, "batch_size": args.batch_size,
         "mem_batch_size": args.mem_batch_size, "threads": args.threads, "nproc": os.cpu_count(),
         "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-        "warmup": args.warmup, "repeats": args.repeats, "loadavg_start": [round(v, 2) for v in load],
+        "warmup": args.warmup, "repeats": args.repeats, "drb_recompute": args.drb_recompute,
+        "fused_optimizer": not args.no_fused_optimizer, "loadavg_start": [round(v, 2) for v in load],
         "loadavg_end": [round(v, 2) for v in os.getloadavg()], "wall_s": round(time.time() - t0),
         "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
     }

@@ -20,7 +20,7 @@ BatchNorm statistics and running-statistic updates come from the native kernels,
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F

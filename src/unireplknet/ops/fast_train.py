@@ -17,8 +17,9 @@ function and the same gradients with forward convolutions only:
 BatchNorms in one autograd node. It saves the block input, the per-branch batch statistics and (by
 default, ``recompute="large"``) the outputs of the branches with kernels of 7 taps and more; the small
 dilated branches are recomputed in the backward pass, so the block keeps three activations alive
-instead of twelve (``recompute=True``: one; :func:`set_drb_recompute`). BatchNorm uses the native kernels (``native_batch_norm``
-and its backward), so outputs and running-statistic updates are those of ``nn.BatchNorm2d``.
+instead of the plain path's seven (``recompute=True``: one; :func:`set_drb_recompute`). BatchNorm uses
+the native kernels (``native_batch_norm`` and its backward), so outputs and running-statistic updates
+are those of ``nn.BatchNorm2d``.
 
 The switch: :func:`set_fast_training` / :func:`fast_training_enabled` / :func:`fast_training`
 (context manager). The fast path is ON by default and only used for CPU tensors in fp32/fp64
