@@ -136,7 +136,10 @@ class ShardCodec:
       from the modality's own layouts; default: the files found by :func:`scan_splits`, written as they are;
     * ``tasks(args, sets, classes)`` (optional): the whole :class:`TaskData` from the map-style splits
       (for modalities whose datasets need all samples at once, e.g. training-set statistics);
-    * ``stream``: whether :class:`~.shards.ShardIterableDataset` can read it (a per-sample transform suffices).
+    * ``stream``: whether :class:`~.shards.ShardIterableDataset` can read it (a per-sample transform suffices);
+    * ``hf_columns``: the Hugging Face ``datasets`` columns that may hold a sample's data, in order of
+      preference (:mod:`.hf` turns a row's value into ``(bytes, ext)`` for ``decoder``); empty: the modality
+      reads Hugging Face data itself, or not at all.
     """
 
     keys: tuple[str, ...]
@@ -147,6 +150,7 @@ class ShardCodec:
     samples: Optional[Callable[[argparse.Namespace], tuple[dict[str, list[ShardSample]], list[str], dict[str, str]]]] = None
     tasks: Optional[Callable[[argparse.Namespace, dict[str, Dataset], list[str]], TaskData]] = None
     stream: bool = True
+    hf_columns: tuple[str, ...] = ()
 
 
 def _with_shards(build: Callable[[argparse.Namespace], TaskData], codec: ShardCodec,
@@ -157,6 +161,10 @@ def _with_shards(build: Callable[[argparse.Namespace], TaskData], codec: ShardCo
         from .shards import codec_task_data  # imported here: shards.py imports this module
 
         task = codec_task_data(args, codec, name)
+        if task is None and codec.hf_columns:  # a Hugging Face data set, read through the same codec
+            from .hf import codec_hf_task_data
+
+            task = codec_hf_task_data(args, codec, name)
         return task if task is not None else build(args)
 
     build_or_shards.__doc__ = build.__doc__

@@ -998,7 +998,7 @@ def auto_on_sample(auto: Callable[[Any], dict], cfg: Any, codec: Any = None, n: 
         names = list(index.classes)
         label_name = lambda lab: names[lab] if isinstance(lab, int) and 0 <= lab < len(names) else str(lab)  # noqa: E731
     elif is_hf_spec(data):
-        samples = sample_training_images(str(data), n, seed)
+        samples = sample_training_images(str(data), n, seed, codec)
         label_name = str
     else:
         return None

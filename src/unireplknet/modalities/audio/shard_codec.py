@@ -102,4 +102,4 @@ def _samples(args: argparse.Namespace) -> tuple[dict[str, list[ShardSample]], li
 
 
 CODEC = ShardCodec(keys=tuple(e.lstrip(".") for e in AUDIO_EXTENSIONS), decoder=_decoder, transform=_transform,
-                   fields=_fields, dataset=_dataset, samples=_samples)
+                   fields=_fields, dataset=_dataset, samples=_samples, hf_columns=("audio",))

@@ -78,4 +78,4 @@ def _samples(args: argparse.Namespace) -> tuple[dict[str, list[ShardSample]], li
 
 
 CODEC = ShardCodec(keys=("npy", "npz"), decoder=_decoder, transform=_transform, fields=_fields,
-                   dataset=_dataset, samples=_samples)
+                   dataset=_dataset, samples=_samples, hf_columns=("points", "point_cloud", "pointcloud"))

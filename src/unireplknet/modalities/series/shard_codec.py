@@ -87,4 +87,4 @@ def _samples(args: argparse.Namespace) -> tuple[dict[str, list[ShardSample]], li
 
 
 CODEC = ShardCodec(keys=("npy",), decoder=_decoder, transform=_no_stream, fields=_fields, tasks=_tasks,
-                   samples=_samples, stream=False)
+                   samples=_samples, stream=False, hf_columns=("series", "values"))

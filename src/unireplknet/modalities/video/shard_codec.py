@@ -114,4 +114,4 @@ def _samples(args: argparse.Namespace) -> tuple[dict[str, list[ShardSample]], li
 
 
 CODEC = ShardCodec(keys=tuple(e.lstrip(".") for e in VIDEO_EXTENSIONS), decoder=_decoder, transform=_transform,
-                   fields=_fields, dataset=_dataset, samples=_samples)
+                   fields=_fields, dataset=_dataset, samples=_samples, hf_columns=("video",))
