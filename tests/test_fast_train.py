@@ -389,3 +389,16 @@ def test_drb_recompute_policies(policy) -> None:
         ft.set_drb_recompute("large")
     with pytest.raises(ValueError):
         ft.set_drb_recompute("some")
+
+
+def test_every_variant_block_configuration() -> None:
+    """Each (kernel size, layer scale) block configuration any variant uses: fast == plain (fp64, 2 steps)."""
+    from unireplknet.model import VARIANTS, default_kernel_sizes
+
+    configs = {k for v in VARIANTS.values() for stage in default_kernel_sizes(v["depths"]) for k in stage}
+    assert configs >= {3, 13}
+    for k in sorted(configs):
+        torch.manual_seed(k)
+        block = UniRepLKNetBlock(8, k, drop_path=0.0, layer_scale_init_value=1e-6).double().train()
+        _randomize_block(block)
+        _compare(block, copy.deepcopy(block), torch.randn(2, 8, 14, 14, dtype=torch.float64), steps=2)
