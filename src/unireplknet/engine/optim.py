@@ -118,18 +118,18 @@ def build_optimizer(model: nn.Module, config: EngineConfig, lr: float) -> torch.
     for g in groups:
         g.pop("names")
     extra: dict[str, Any] = {}
-    if getattr(config, "fast_train", False) and fused_optimizer_ok(config.opt, [p for g in groups for p in g["params"]]):
+    params = [p for g in groups for p in g["params"]]
+    if getattr(config, "fast_train", False) and fused_optimizer_ok(config.opt, params):
         extra["fused"] = True
         logger.debug("fused %s step", config.opt)
-    return timm_optim.create_optimizer_v2(
-        groups,
-        opt=config.opt,
-        lr=lr,
-        weight_decay=config.weight_decay,
-        eps=config.opt_eps,
-        betas=tuple(config.opt_betas),
-        **extra,
-    )
+    kwargs: dict[str, Any] = dict(opt=config.opt, lr=lr, weight_decay=config.weight_decay, eps=config.opt_eps,
+                                  betas=tuple(config.opt_betas))
+    if extra:
+        try:
+            return timm_optim.create_optimizer_v2(groups, **kwargs, **extra)
+        except TypeError:  # a timm whose "adamw" is not torch.optim.AdamW: no fused step
+            logger.debug("%s takes no fused=: per-parameter step", config.opt)
+    return timm_optim.create_optimizer_v2(groups, **kwargs)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: EngineConfig, updates_per_epoch: int, lr: float) -> Any:
