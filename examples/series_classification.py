@@ -141,7 +141,7 @@ def train_command(data: Path, args: argparse.Namespace, run_dir: Path) -> float:
     summary = json.loads((run_dir / "summary.json").read_text())
     auto = summary.get("auto") or {}
     chosen = {k: auto[k]["value"] for k in ("series_image", "series_image_size", "series_length", "epochs",
-                                            "batch_size", "series_eval_views", "select") if k in auto}
+                                            "batch_size", "series_eval_views") if k in auto}
     if chosen:
         print("  auto: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
     print(f"  selected epoch {(summary.get('best') or {}).get('epoch')} of {summary.get('epochs')} "

@@ -10,7 +10,7 @@ import argparse
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -359,21 +359,6 @@ def load_for_predict(path: str, args: argparse.Namespace) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- auto
-#: below this many validation series per class, ``auto`` keeps the last epoch instead of the best one.
-MIN_VAL_PER_CLASS = 2
-
-
-def _validation_size(X: list, y: list, val_file: Optional[Path], get: Callable[[str], Any]) -> tuple[int, int]:
-    """``(validation series, classes)``: of the val file, or of the part carved from TRAIN (same carve as the build)."""
-    if val_file is not None:
-        _, yv = read_series_file(val_file)
-        return len(yv), len(set(y))
-    from ..base import carve_val
-    items = [(Path(f"{i:09d}"), (lab,)) for i, lab in enumerate(y)]
-    _, held = carve_val(items, float(get("val_fraction") or 0.1), int(get("seed") or 0))
-    return len(held), len(set(y))
-
-
 def auto_config(*args: Any, **kwargs: Any) -> dict[str, tuple[Any, str]]:
     """Config values chosen from the data, each with a reason: ``{key: (value, why)}``.
 
@@ -381,9 +366,7 @@ def auto_config(*args: Any, **kwargs: Any) -> dict[str, tuple[Any, str]]:
     TRAIN file (never TEST). Chooses ``series_length`` (the median training length clipped to
     ``[32, 512]``), ``series_norm`` (per-channel statistics of the training part, unless
     ``znorm``), ``series_image_size`` (32 for short series, else 64) and a batch size that gives
-    several steps per epoch on small sets, and ``select = last`` when the validation part has under
-    ``MIN_VAL_PER_CLASS`` series per class (a best-epoch pick on a few series is noise). Returns ``{}``
-    without data.
+    several steps per epoch on small sets. Returns ``{}`` without data.
     """
     cfg = kwargs.get("config")
     if cfg is None:
@@ -419,10 +402,6 @@ def auto_config(*args: Any, **kwargs: Any) -> dict[str, tuple[Any, str]]:
     if get("series_image_size") is None:
         size = 32 if int(length) < 64 else 64
         out["series_image_size"] = (size, f"series of length {length}: a {size}x{size} image keeps every point")
-    n_val, n_classes = _validation_size(X, y, val_file, get)
-    if n_classes and n_val < MIN_VAL_PER_CLASS * n_classes:
-        out["select"] = ("last", f"{n_val} validation series for {n_classes} classes (under {MIN_VAL_PER_CLASS} "
-                                 f"per class): too few to pick an epoch, keep the last one")
     n = len(X)
     if get("batch_size") is None and n < 400:
         bs = 16 if n < 200 else 32
