@@ -8,7 +8,7 @@ ACSF1, PLAID) to a temporary folder, trains with the real command and its defaul
 prints the command's own table (the model's val/test accuracy beside its simple baselines on the
 same splits) and then 1-NN Euclidean distance on the same TEST file (1-NN uses the whole TRAIN
 file, resampled to the same length; z-normalised per series and raw). ``--epochs``,
-``--time-budget`` and ``--recipe`` are passed on; ``--api`` trains with the library API and a plain
+``--time-budget``, ``--recipe`` and ``--select`` are passed on; ``--api`` trains with the library API and a plain
 torch loop instead of the command (the same data and small model, 60 epochs unless ``--epochs``).
 
 Usage::
@@ -122,6 +122,8 @@ def train_command(data: Path, args: argparse.Namespace, run_dir: Path) -> float:
            "--seed", str(args.seed), "--output", str(run_dir), "--num-threads", str(args.threads)]
     if args.recipe:
         cmd += ["--recipe", args.recipe]
+    if args.select:
+        cmd += ["--select", args.select]
     if args.epochs is not None:
         cmd += ["--epochs", str(args.epochs)]
     if args.time_budget is not None:
@@ -158,6 +160,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None, help="default: auto (from the time budget)")
     p.add_argument("--time-budget", type=float, default=None, help="minutes for auto's epoch budget (default 15)")
     p.add_argument("--recipe", default=None, help="e.g. small (turns auto off); default: auto")
+    p.add_argument("--select", default=None, choices=("best", "last"),
+                   help="epoch kept: best validation (the default) or last")
     p.add_argument("--series-image", default=None, choices=("gaf", "recurrence", "reshape"),
                    help="default: the library's (CONFIG_DEFAULTS)")
     p.add_argument("--image-size", type=int, default=None, help="default: the library's / auto")
