@@ -157,3 +157,22 @@ def d2_histogram(points: np.ndarray, bins: int = 32, pairs: int = 4096, seed: in
     d = d / top if top > 0 else d
     hist, _ = np.histogram(d, bins=bins, range=(0.0, 1.0))
     return hist.astype(np.float64) / max(hist.sum(), 1)
+
+
+def raw_sample_lookup(task: Any, what: str) -> Callable[[Any], torch.Tensor]:
+    """``x -> raw sample`` behind a model input ``x`` of ``task``: the datasets that keep their last item as
+    ``last_item = (input, raw sample)`` (point clouds, series) are searched for the input's storage.
+    Any other input raises ``ValueError`` naming ``what`` (the runner then skips that baseline)."""
+    datasets = [d for d in (task.train, task.val, *task.tests.values()) if d is not None]
+
+    def raw_of(x: Any) -> torch.Tensor:
+        if isinstance(x, torch.Tensor):
+            ptr = x.untyped_storage().data_ptr()
+            for ds in datasets:
+                last = getattr(ds, "last_item", None)
+                if last is not None and last[0].untyped_storage().data_ptr() == ptr:
+                    return last[1]
+        raise ValueError(f"{what}: the input is not the last item of a dataset of this task")
+
+    return raw_of
+

@@ -163,16 +163,7 @@ def _map_sets(args: argparse.Namespace, columns: Sequence[str], what: str
     data = getattr(args, "data", None)
     parts = load_hf_splits(str(data))
     seed = int(getattr(args, "seed", 0) or 0)
-    roles: dict[str, str] = {}
-    for name in parts:
-        kind = split_kind(name)
-        if kind is None:
-            logger.warning("%s: split %r is not train, val* or test*: ignored", data, name)
-            continue
-        role = "train" if kind == "train" else "val" if kind == "val" and (name.lower() in VAL_NAMES or "val" not in roles.values()) else name
-        if role in roles.values() and role in ("train", "val"):
-            raise DataError(f"{data}: several {role} splits ({', '.join(parts)}); keep one")
-        roles[name] = role
+    roles = _roles(list(parts), str(data))
     if "train" not in roles.values():
         raise DataError(f"{data}: no train split (splits: {', '.join(parts)})")
     train_name = next(n for n, r in roles.items() if r == "train")
@@ -255,14 +246,17 @@ def task_data_from_hf(args: argparse.Namespace, train_tf: Any, eval_tf: Any, *, 
 
 # ----------------------------------------------------------------------------- streaming
 def _roles(names: Sequence[str], data: str) -> dict[str, str]:
-    """Split name → role (``train``, ``val`` or the test split's name) by the split rules; others are ignored."""
+    """Split name → role (``train``, ``val`` or the split's own name, evaluated once at the end) by the split
+    rules, for map-style and streamed data alike: the first ``val*`` split (or one named exactly
+    ``val``/``valid``/``validation``) validates, a further one is evaluated like a test split; others are ignored."""
     roles: dict[str, str] = {}
     for name in names:
         kind = split_kind(name)
         if kind is None:
             logger.warning("%s: split %r is not train, val* or test*: ignored", data, name)
             continue
-        role = "train" if kind == "train" else "val" if kind == "val" else name
+        first_val = kind == "val" and (name.lower() in VAL_NAMES or "val" not in roles.values())
+        role = "train" if kind == "train" else "val" if first_val else name
         if role in roles.values() and role in ("train", "val"):
             raise DataError(f"{data}: several {role} splits ({', '.join(names)}); keep one")
         roles[name] = role

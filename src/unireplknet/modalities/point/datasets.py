@@ -478,18 +478,9 @@ def baseline_features(task: TaskData) -> dict[str, Any]:
     just returned by one of the task's datasets (or a view of it) and looks its cloud up there;
     any other tensor raises ``ValueError`` (the runner then skips the baselines with a warning).
     """
-    from unireplknet.modalities.baseline_features import d2_histogram
+    from unireplknet.modalities.baseline_features import d2_histogram, raw_sample_lookup
 
-    datasets = [d for d in (task.train, task.val, *task.tests.values()) if d is not None]
-
-    def cloud_of(x: Any) -> torch.Tensor:
-        if isinstance(x, torch.Tensor):
-            ptr = x.untyped_storage().data_ptr()
-            for ds in datasets:
-                last = getattr(ds, "last_item", None)
-                if last is not None and last[0].untyped_storage().data_ptr() == ptr:
-                    return last[1]
-        raise ValueError("d2_histogram baseline: the input is not the last item of a point dataset of this task")
+    cloud_of = raw_sample_lookup(task, "d2_histogram baseline")
 
     def d2(x: Any) -> np.ndarray:
         """D2 histogram of the raw cloud behind input ``x``."""

@@ -17,6 +17,7 @@ import torch
 
 from ...errors import DataError
 from ..base import Splits, TaskData, finalize_splits, plan_lines
+from ..baseline_features import raw_sample_lookup
 from .classify import (AUGMENTATIONS, IMAGE_KINDS, SeriesImageDataset, SeriesMixup, channel_stats, image_channels,
                        image_parts, parse_augment, prepare_all, prepare_series, series_image, standardize, znormalize)
 from .ucr import SERIES_EXTENSIONS, find_ucr_splits, locate_split_files, read_series_file
@@ -266,16 +267,7 @@ def baseline_features(task: TaskData) -> dict[str, Any]:
     last item of one of the task's datasets; any other tensor raises ``ValueError`` (the runner then
     skips the baselines with a warning).
     """
-    datasets = [d for d in (task.train, task.val, *task.tests.values()) if d is not None]
-
-    def series_of(x: Any) -> torch.Tensor:
-        if isinstance(x, torch.Tensor):
-            ptr = x.untyped_storage().data_ptr()
-            for ds in datasets:
-                last = getattr(ds, "last_item", None)
-                if last is not None and last[0].untyped_storage().data_ptr() == ptr:
-                    return last[1]
-        raise ValueError("series baseline: the input is not the last item of a series dataset of this task")
+    series_of = raw_sample_lookup(task, "series baseline")
 
     def series(x: Any) -> np.ndarray:
         """The prepared series behind input ``x``, flattened."""
