@@ -13,7 +13,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..errors import ConfigError
 
-__all__ = ["Layers", "resolve_layers", "resolve_run_config", "metric_mode_for", "RUN_ARGS"]
+__all__ = ["Layers", "resolve_layers", "resolve_run_config", "metric_mode_for", "RUN_ARGS",
+           "CLASSIFICATION_ONLY_FLAGS"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,10 @@ def resolve_layers(
 
 #: parsed arguments that steer the run but are not config keys.
 RUN_ARGS = frozenset({"func", "command", "verbose", "recipe", "config", "resume"})
+
+#: ``train`` flags of the classification run that the other tasks do not read (dropped, not an error).
+CLASSIFICATION_ONLY_FLAGS = ("modality", "force", "time_budget", "baselines", "allow_nonfinite", "data_root",
+                             "allow_outside_root", "head_init_scale")
 
 AutoFn = Callable[[dict[str, Any]], dict[str, tuple[Any, str]]]
 

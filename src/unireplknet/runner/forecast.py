@@ -25,13 +25,12 @@ from ..tasks.forecast_args import AUTO_IMAGE_PIXELS, FORECAST_DEFAULTS
 def resolve_forecast_config(args: argparse.Namespace) -> argparse.Namespace:
     """The run's settings: ``FORECAST_DEFAULTS`` < ``--config`` YAML < flags (on ``--resume`` the checkpoint's
     config < YAML < flags), through the shared resolver; returned as a namespace of every forecasting key."""
-    from ..engine.resolve import resolve_run_config
+    from ..engine.resolve import CLASSIFICATION_ONLY_FLAGS, resolve_run_config
 
     known = set(FORECAST_DEFAULTS)
     layers = resolve_run_config(
         args, task="forecasting", known=known, base=dict(FORECAST_DEFAULTS), task_defaults={},
-        ignored=("modality", "force", "auto", "baselines", "allow_nonfinite", "data_root", "allow_outside_root",
-                 "head_init_scale"))
+        ignored=(*(f for f in CLASSIFICATION_ONLY_FLAGS if f != "time_budget"), "auto"))
     cfg = layers.config
     if cfg.get("data") is None:
         raise UserError("forecasting needs --data: a CSV file with a date column and numeric columns "

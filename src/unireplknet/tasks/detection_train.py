@@ -101,10 +101,6 @@ _FLAGS = [
                                  help="skip unreadable images with one warning (default)")),
 ]
 
-#: parsed ``train`` arguments that other tasks read; detection ignores them (``data_root`` becomes ``image_root``).
-_SHARED_IGNORED = ("modality", "force", "time_budget", "baselines", "allow_nonfinite", "data_root",
-                   "allow_outside_root", "head_init_scale")
-
 
 def add_detection_args(parser: argparse.ArgumentParser) -> None:
     """Add the detection flags (all ``default=None``), skipping options the parser already defines."""
@@ -135,7 +131,7 @@ def resolve_detection_config(args: argparse.Namespace) -> Dict[str, Any]:
     on ``--resume`` the checkpoint's config < YAML < flags (:func:`unireplknet.engine.resolve.resolve_run_config`)."""
     from ..engine.config import DEFAULTS
     from ..errors import ConfigError
-    from ..engine.resolve import resolve_run_config
+    from ..engine.resolve import CLASSIFICATION_ONLY_FLAGS, resolve_run_config
 
     if getattr(args, "data_root", None) is not None and getattr(args, "image_root", None) is None:
         args.image_root = args.data_root  # the train command's name for the same thing
@@ -143,7 +139,7 @@ def resolve_detection_config(args: argparse.Namespace) -> Dict[str, Any]:
     layers = resolve_run_config(args, task="detection", known=known,
                                 base={**DEFAULTS, **DET_DEFAULTS, "data": None, "val_data": None, "auto": True},
                                 task_defaults={}, demo_defaults=DEMO_DEFAULTS, auto=detection_auto,
-                                ignored=_SHARED_IGNORED)
+                                ignored=CLASSIFICATION_ONLY_FLAGS)
     cfg = layers.config
     cfg["task"] = "detection"
     model_args = cfg.get("model_args")

@@ -82,10 +82,6 @@ def add_segmentation_args(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(*new, default=None, **kw)
 
 
-#: parsed ``train`` arguments that other tasks read; segmentation ignores them.
-_SHARED_IGNORED = ("modality", "force", "time_budget", "baselines", "allow_nonfinite", "data_root",
-                   "allow_outside_root", "head_init_scale")
-
 
 def segmentation_auto(cfg: Dict[str, Any]) -> Dict[str, Tuple[Any, str]]:
     """``auto`` for data on a CPU: ADE20K's defaults (T, 512 px crops, batch 8) need ~16 GB and hours per epoch."""
@@ -101,12 +97,12 @@ def resolve_segmentation_config(args: argparse.Namespace) -> Dict[str, Any]:
     on ``--resume`` the checkpoint's config < YAML < flags (:func:`unireplknet.engine.resolve.resolve_run_config`)."""
     from ..engine.config import DEFAULTS
     from ..errors import ConfigError
-    from ..engine.resolve import resolve_run_config
+    from ..engine.resolve import CLASSIFICATION_ONLY_FLAGS, resolve_run_config
 
     known = set(DEFAULTS) | set(SEG_DEFAULTS) | {"auto"}
     layers = resolve_run_config(args, task="segmentation", known=known, base={**DEFAULTS, **SEG_DEFAULTS, "auto": True},
                                 task_defaults={}, demo_defaults=DEMO_DEFAULTS, auto=segmentation_auto,
-                                ignored=_SHARED_IGNORED)
+                                ignored=CLASSIFICATION_ONLY_FLAGS)
     cfg = layers.config
     if isinstance(cfg.get("model_args"), str):
         try:
