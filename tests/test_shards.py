@@ -190,6 +190,7 @@ else:  # load at another world size: DCP reshards
     load_sharded(m, opt, path)
     full, want = full_state_dict(m), torch.load(path + ".full.pt")
     assert set(full) == set(want) and all(torch.equal(full[k], want[k]) for k in want)
+dist.barrier()  # no rank tears the group down while another still writes (gloo aborts the late one)
 dist.destroy_process_group()
 """
 
