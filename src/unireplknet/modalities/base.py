@@ -567,12 +567,14 @@ def prescan(
     skip_bad: Optional[bool] = True,
     workers: Optional[int] = None,
     cache: bool = True,
+    key: Optional[Callable[[Path], Optional[str]]] = None,
 ) -> Splits:
     """Open every file once with ``check`` (raises on an unreadable file), in parallel.
 
     Results are cached per (path, size, mtime) under ``~/.cache/unireplknet`` (``UNIREPLKNET_CACHE``),
-    keyed by ``name`` (the modality and the check's options). Unreadable files are removed from
-    their split with one warning (count and first paths; ``skip_bad`` None, the config's unset value, is True), or,
+    keyed by ``name`` (the modality and the check's options); ``key(path)`` replaces the per-file cache key
+    when the check reads more than ``path`` (an image and its mask; a ``None`` key is checked every time).
+    Unreadable files are removed from their split with one warning (count and first paths; ``skip_bad`` None, the config's unset value, is True), or,
     with ``skip_bad=False``, raise
     :class:`BadFileError` for the first. A split left empty raises :class:`DataError`.
     """
@@ -584,7 +586,7 @@ def prescan(
         except (OSError, ValueError):
             known = {}
     files = sorted({Path(f) for _, items in splits.named() for f, _ in items})
-    keys = {f: _file_key(f) for f in files}
+    keys = {f: (key or _file_key)(f) for f in files}
     todo = [f for f in files if keys[f] is None or keys[f] not in known]
 
     def run(path: Path) -> tuple[Path, str]:

@@ -13,7 +13,9 @@ A mask is a single-channel PNG (mode ``L``/``P``/``I;16``) whose pixel value is 
 Documented behaviour on bad input: an image without a mask raises ``FileNotFoundError`` listing the
 images (unlabeled images are not silently used); a mask without an image is ignored with a warning;
 an image/mask size mismatch and mask values outside ``0..num_classes-1`` (other than
-``ignore_index``) raise ``ValueError`` naming the file.
+``ignore_index``) raise ``ValueError`` naming the file. The training command first pre-scans every pair
+(:func:`drop_bad_pairs`: the shared bad-file rule of :func:`unireplknet.modalities.base.prescan`): a pair whose
+image or mask cannot be decoded, or whose sizes differ, is skipped with one warning, or is an error naming it.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import math
 import os
 import random
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -33,7 +35,7 @@ from .._extras import require
 
 __all__ = [
     "IMAGE_EXTENSIONS", "IMAGENET_MEAN", "IMAGENET_STD", "find_pairs", "read_image", "read_mask", "check_mask",
-    "SegTransform", "SegmentationFolder", "pad_collate", "read_class_names",
+    "SegTransform", "SegmentationFolder", "pad_collate", "read_class_names", "check_pair", "drop_bad_pairs",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -122,6 +124,73 @@ def _image_size(path: Path, mask: bool = False) -> Tuple[int, int]:
     return h, w
 
 
+def check_pair(image: Union[str, os.PathLike], mask: Union[str, os.PathLike]) -> None:
+    """Decode ``image`` and ``mask`` fully; raise ``ValueError``/``OSError`` naming the file at fault when either
+    cannot be decoded, the mask is not single-channel, or their sizes differ."""
+    Image = require("PIL.Image", "dense", "reading images")
+    with Image.open(image) as im:
+        im.load()
+        iw, ih = im.size
+    try:
+        with Image.open(mask) as m:
+            _check_mask_mode(m.mode, mask)
+            m.load()
+            mw, mh = m.size
+    except Exception as e:  # any failure to decode the mask: say it is the mask
+        reason = (str(e).splitlines() or [type(e).__name__])[0] or type(e).__name__
+        raise ValueError(reason if str(mask) in reason else f"mask {mask}: {reason}") from e
+    if (ih, iw) != (mh, mw):
+        raise ValueError(f"image is {ih}x{iw} (HxW) but its mask {mask} is {mh}x{mw}")
+
+
+def _pair_key(masks: Dict[Path, Path]) -> Callable[[Path], Optional[str]]:
+    """The pre-scan cache key of an image: path, size and mtime of the image *and* of its mask."""
+
+    def key(image: Path) -> Optional[str]:
+        parts = []
+        for path in (image, masks[image]):
+            try:
+                st = path.stat()
+            except OSError:
+                return None
+            parts.append(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}")
+        return "||".join(parts)
+
+    return key
+
+
+def drop_bad_pairs(splits: Dict[str, List[Pair]], skip_bad: Optional[bool] = True) -> Dict[str, List[str]]:
+    """Pre-scan every ``(image, mask)`` pair of every split (parallel, cached per both files' path/size/mtime)
+    with :func:`check_pair`, and remove the bad pairs in place.
+
+    The rule is :func:`unireplknet.modalities.base.prescan`'s: one warning with the count and the first paths
+    (``skip_bad`` True or None), or :class:`~unireplknet.errors.BadFileError` naming the first bad pair
+    (``skip_bad=False``); a split left empty raises :class:`~unireplknet.errors.DataError`. Returns
+    ``{split: [skipped image paths]}`` (only splits that lost pairs).
+    """
+    from ..modalities.base import Splits, prescan
+
+    missing = [n for n in ("train", "val") if n not in splits]
+    if missing:
+        raise ValueError(f"drop_bad_pairs needs the train and val splits; missing: {', '.join(missing)}")
+    masks: Dict[Path, Path] = {}
+    for pairs in splits.values():
+        for image, mask in pairs:
+            masks[Path(image)] = Path(mask)
+    names = list(splits)
+    rest = [n for n in names if n not in ("train", "val")]
+    plan = Splits(layout="images/ + masks/", train=[(Path(i), ()) for i, _ in splits["train"]],
+                  val=[(Path(i), ()) for i, _ in splits["val"]],
+                  tests={n: [(Path(i), ()) for i, _ in splits[n]] for n in rest})
+    prescan(plan, lambda image: check_pair(image, masks[image]), name="segmentation-pair-decode",
+            skip_bad=skip_bad, key=_pair_key(masks))
+    for name, kept in plan.named():
+        if name in splits:
+            ok = {p for p, _ in kept}
+            splits[name][:] = [pair for pair in splits[name] if Path(pair[0]) in ok]
+    return dict(plan.skipped)
+
+
 class SegTransform:
     """Image/mask pair to ``(3 x H x W float, H x W int64)`` tensors, with optional training augmentation.
 
@@ -199,6 +268,7 @@ class SegmentationFolder(Dataset):
         transform: ``(image HxWx3 uint8, mask HxW int64) -> item``; ``None`` returns the arrays.
         ignore_index: mask value excluded from loss and metrics.
         check_sizes: compare every image/mask size up front (reads only the file headers).
+        class_names: names of the classes when ``root`` is a list of pairs (a folder's ``classes.txt`` wins).
     """
 
     def __init__(
@@ -208,13 +278,15 @@ class SegmentationFolder(Dataset):
         transform: Optional[Callable[[np.ndarray, np.ndarray], Any]] = None,
         ignore_index: int = 255,
         check_sizes: bool = True,
+        class_names: Optional[Sequence[str]] = None,
     ) -> None:
         if isinstance(root, (str, os.PathLike)):
             self.root: Optional[Path] = Path(root)
             self.pairs = find_pairs(root)
             self.class_names = read_class_names(root)
         else:
-            self.root, self.pairs, self.class_names = None, [(Path(a), Path(b)) for a, b in root], None
+            self.root, self.pairs = None, [(Path(a), Path(b)) for a, b in root]
+            self.class_names = list(class_names) if class_names is not None else None
             if not self.pairs:
                 raise ValueError("no (image, mask) pairs given")
         self.ignore_index = ignore_index
@@ -246,10 +318,19 @@ class SegmentationFolder(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def path_of(self, index: int) -> Path:
+        """The image file of item ``index`` (its mask is ``pairs[index][1]``)."""
+        return self.pairs[index][0]
+
     def load(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
         """The checked raw pair ``(H x W x 3 uint8, H x W int64)`` of item ``index``."""
         img_path, mask_path = self.pairs[index]
-        image, mask = read_image(img_path), read_mask(mask_path)
+        image = read_image(img_path)
+        try:
+            mask = read_mask(mask_path)
+        except (OSError, ValueError, EOFError) as e:  # say that it is the mask (callers name the image)
+            reason = (str(e).splitlines() or [type(e).__name__])[0] or type(e).__name__
+            raise ValueError(reason if str(mask_path) in reason else f"mask {mask_path}: {reason}") from e
         if image.shape[:2] != mask.shape[:2]:
             raise ValueError(f"image {img_path} is {image.shape[0]}x{image.shape[1]} (HxW) but its mask "
                              f"{mask_path} is {mask.shape[0]}x{mask.shape[1]}")

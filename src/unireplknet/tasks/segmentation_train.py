@@ -5,7 +5,9 @@
 (ignore index, auxiliary head), mIoU evaluation and the original's downstream optimizer (AdamW,
 layer-wise lr decay through the backbone, no weight decay on norms/biases). Without ``--data`` it
 trains on the built-in shapes-on-photos demo. Results go to the run directory (engine files plus
-``predictions.png``).
+``predictions.png``). Before training every (image, mask) pair is pre-scanned: pairs that cannot be decoded or
+whose sizes differ are skipped with one warning (``--no-skip-bad-files``: an error naming the file); the counts
+are in ``summary.json`` (``skipped_files``).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ SEG_DEFAULTS: Dict[str, Any] = {
     "demo_size": 64, "output": "runs/segmentation", "data": None, "val_data": None,
     "epochs": 50, "batch_size": 8, "lr": 1e-4, "min_lr": 0.0, "weight_decay": 0.05, "layer_decay": 0.9,
     "warmup_epochs": 1, "drop_path": 0.2, "metric": "mIoU", "metric_mode": "max", "num_workers": 2,
+    "skip_bad_files": True,
 }
 
 #: applied when no ``--data`` is given: a small model on the 128 px shapes demo, trained from scratch.
@@ -59,6 +62,9 @@ _FLAGS = [
     (("--val-fraction", "--val-split"), dict(type=float, dest="val_fraction",
                                             help="fraction held out for validation when no val set is given (0.1)")),
     (("--demo-size",), dict(type=int, help="number of demo training scenes")),
+    (("--skip-bad-files",), dict(action=argparse.BooleanOptionalAction,
+                                 help="skip (image, mask) pairs that cannot be decoded or differ in size, with one "
+                                      "warning (default); --no-skip-bad-files: stop with an error naming the file")),
     (("--epochs",), dict(type=int)), (("--batch-size",), dict(type=int)), (("--lr",), dict(type=float)),
     (("--min-lr",), dict(type=float)), (("--weight-decay",), dict(type=float)),
     (("--layer-decay",), dict(type=float, help="layer-wise lr decay rate (1 = none)")),
@@ -127,15 +133,17 @@ def _cuda(device: str) -> bool:
 
 
 def _datasets(cfg: Dict[str, Any]) -> tuple:
-    """``(train, val, tests, num_classes, class_names)`` by the shared split rules.
+    """``(train, val, tests, num_classes, class_names, skipped)`` by the shared split rules.
 
     ``DATA/{train,val*,test*}/`` (each an ``images/`` + ``masks/`` folder) are splits; without a
     validation split ``val_fraction`` of the training images is held out (seeded); ``DATA`` itself may be
     one ``images/`` + ``masks/`` folder. Test splits are evaluated once at the end, never for selection.
+    Every pair is pre-scanned first (:func:`~.segmentation_data.drop_bad_pairs`); ``skipped`` is
+    ``{split: [image paths]}`` of the bad pairs left out (``--no-skip-bad-files``: an error instead).
     """
     from ..errors import DataError
-    from ..modalities.base import split_kind
-    from .segmentation_data import SegmentationFolder, SegTransform, find_pairs
+    from ..modalities.base import NamedFileErrors, split_kind
+    from .segmentation_data import SegmentationFolder, SegTransform, drop_bad_pairs, find_pairs, read_class_names
     from .synthetic_dense import ShapesSegmentation
 
     ign = int(cfg["ignore_index"])
@@ -148,7 +156,7 @@ def _datasets(cfg: Dict[str, Any]) -> tuple:
         train = ShapesSegmentation(n, size, seed=int(cfg["seed"]), transform=train_tf)
         val = ShapesSegmentation(max(8, n // 4), size, seed=int(cfg["seed"]) + 1, transform=val_tf)
         test = ShapesSegmentation(max(8, n // 4), size, seed=int(cfg["seed"]) + 2, transform=val_tf)
-        return train, val, {"test": test}, ShapesSegmentation.num_classes, ShapesSegmentation.class_names
+        return train, val, {"test": test}, ShapesSegmentation.num_classes, ShapesSegmentation.class_names, {}
     root = Path(data)
     if not root.is_dir():
         raise FileNotFoundError(f"--data folder not found: {root}")
@@ -163,31 +171,40 @@ def _datasets(cfg: Dict[str, Any]) -> tuple:
     train_root = splits[trains[0]] if splits else root
     val_root = cfg.get("val_data") or (splits[vals[0]] if vals else None)
     test_roots = {n: p for n, p in splits.items() if split_kind(n) == "test"}
-    ncls = cfg.get("num_classes")
-    train = SegmentationFolder(train_root, ncls, transform=train_tf, ignore_index=ign)
-    ncls = train.num_classes
+    pairs = {"train": find_pairs(train_root)}
     if val_root is not None:
-        val = SegmentationFolder(val_root, ncls, transform=val_tf, ignore_index=ign)
+        pairs["val"] = find_pairs(val_root)
     else:
-        pairs = find_pairs(train_root)
-        if len(pairs) < 2:
-            raise DataError(f"{train_root} has {len(pairs)} image(s): need at least 2 to hold out a validation set")
-        order = list(range(len(pairs)))
+        everything = pairs["train"]
+        if len(everything) < 2:
+            raise DataError(f"{train_root} has {len(everything)} image(s): "
+                            f"need at least 2 to hold out a validation set")
+        order = list(range(len(everything)))
         random.Random(int(cfg["seed"])).shuffle(order)
-        n_val = max(1, int(round(len(pairs) * float(cfg["val_fraction"]))))
-        val_idx, train_idx = sorted(order[:n_val]), sorted(order[n_val:])
-        names = train.class_names
-        train = SegmentationFolder([pairs[i] for i in train_idx], ncls, transform=train_tf, ignore_index=ign)
-        val = SegmentationFolder([pairs[i] for i in val_idx], ncls, transform=val_tf, ignore_index=ign)
-        train.class_names = val.class_names = names
-        _logger.info("no validation split: holding out %d of %d training images (seed %s)", n_val, len(pairs),
+        n_val = max(1, int(round(len(everything) * float(cfg["val_fraction"]))))
+        pairs["train"] = [everything[i] for i in sorted(order[n_val:])]
+        pairs["val"] = [everything[i] for i in sorted(order[:n_val])]
+        _logger.info("no validation split: holding out %d of %d training images (seed %s)", n_val, len(everything),
                      cfg["seed"])
-    tests = {n: SegmentationFolder(p, ncls, transform=val_tf, ignore_index=ign) for n, p in test_roots.items()}
-    for name, ds in tests.items():
-        ds.class_names = train.class_names
+    pairs.update({n: find_pairs(p) for n, p in test_roots.items()})
+    skipped = drop_bad_pairs(pairs, cfg.get("skip_bad_files"))
+    names = read_class_names(train_root)
+
+    def folder(name: str, transform: Any, ncls: Any) -> Any:
+        return SegmentationFolder(pairs[name], ncls, transform=transform, ignore_index=ign, check_sizes=False,
+                                  class_names=names)
+
+    train = folder("train", train_tf, cfg.get("num_classes"))
+    ncls, names = train.num_classes, list(train.class_names)
+    val = folder("val", val_tf, ncls)
+    tests = {n: folder(n, val_tf, ncls) for n in test_roots}
     _logger.info("segmentation data %s: train %d, val %d, %s", root, len(train), len(val),
                  ", ".join(f"{n} {len(d)}" for n, d in tests.items()) or "no test split")
-    return train, val, tests, ncls, train.class_names
+
+    def named(ds: Any) -> Any:  # a file that fails after the pre-scan: one error naming it
+        return NamedFileErrors(ds, ds.path_of)
+
+    return named(train), named(val), {n: named(d) for n, d in tests.items()}, ncls, names, skipped
 
 
 def _build_model(cfg: Dict[str, Any], num_classes: int) -> Any:
@@ -220,7 +237,9 @@ def run_segmentation_training(args: argparse.Namespace) -> int:
         cfg["output"] = str(resumed_dir)
     engine.distributed.init_from_env(str(cfg["device"]))
     econf = engine.EngineConfig.from_dict({**cfg, "layer_decay": None})  # layer decay: our own groups below
-    train_set, val_set, test_sets, num_classes, class_names = _datasets(cfg)
+    train_set, val_set, test_sets, num_classes, class_names, skipped = _datasets(cfg)
+    if skipped:
+        _logger.info("bad (image, mask) pairs left out: %s", ", ".join(f"{k} {len(v)}" for k, v in skipped.items()))
     torch.manual_seed(int(cfg["seed"]))
     model = _build_model(cfg, num_classes)
     ign = int(cfg["ignore_index"])
@@ -242,7 +261,9 @@ def run_segmentation_training(args: argparse.Namespace) -> int:
         for name, ds in [("val", val_set), *test_sets.items()]:
             loader = engine.make_loader(ds, econf, train=False, collate_fn=collate)
             results[name] = {k: float(v) for k, v in evaluate_fn(selected, loader, trainer.ctx).items()}
-        return {"evaluation": results, "test": {k: v for k, v in results.items() if k != "val"}}
+        return {"evaluation": results, "test": {k: v for k, v in results.items() if k != "val"},
+                "splits": {"train": len(train_set), "val": len(val_set), **{k: len(v) for k, v in test_sets.items()}},
+                "skipped_files": {k: len(v) for k, v in skipped.items()}}
 
     trainer = engine.Trainer(
         model, train_loader, val_loader,
