@@ -402,3 +402,70 @@ def test_every_variant_block_configuration() -> None:
         block = UniRepLKNetBlock(8, k, drop_path=0.0, layer_scale_init_value=1e-6).double().train()
         _randomize_block(block)
         _compare(block, copy.deepcopy(block), torch.randn(2, 8, 14, 14, dtype=torch.float64), steps=2)
+
+
+def _fp32_tiny(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = _tiny_model().train()
+    _randomize_bn(model)
+    for m in model.modules():
+        if isinstance(m, GRN):
+            with torch.no_grad():
+                m.gamma.normal_()
+                m.beta.normal_()
+    return model
+
+
+def test_fp32_model_matches_plain_channels_last_stem() -> None:
+    """In fp32 the fast path runs the stem on channels-last input; outputs and gradients stay the plain path's."""
+    model = _fp32_tiny()
+    plain = copy.deepcopy(model)
+    x = torch.randn(2, 3, 64, 48)
+    y1, g1 = _run(model, x, True, steps=2)
+    y2, g2 = _run(plain, x, False, steps=2)
+    assert _rel(y1, y2) < 1e-4 and _rel(g1, g2) < 1e-4
+    floor = 1e-3 * max(p.grad.abs().max().item() for p in plain.parameters())  # as in test_block_fp32_odd_size
+    for (n, p1), p2 in zip(model.named_parameters(), plain.parameters()):
+        assert (p1.grad - p2.grad).abs().max() < 1e-4 * max(p2.grad.abs().max().item(), floor), n
+
+
+def test_workspace_reuse_is_exact_and_never_aliases_saved_tensors() -> None:
+    """Reused scratch buffers give bit-identical results to fresh ones, also with two forward passes recorded
+    before one backward (the second forward reuses every buffer the first one used)."""
+    x = torch.randn(2, 3, 64, 48)
+    results = []
+    for limit in (0, ft.WORKSPACE.limit):
+        model = _fp32_tiny(seed=3)
+        saved, ft.WORKSPACE.limit = ft.WORKSPACE.limit, limit
+        ft.WORKSPACE.buffers.clear()
+        try:
+            xi = x.clone().requires_grad_()
+            with fast_training(True):
+                y1 = model(xi)
+                y2 = model(xi.flip(-1))
+                (y1.square().sum() + (y2 * y1.detach()).sum()).backward()
+        finally:
+            ft.WORKSPACE.limit = saved
+        results.append((y1.detach(), y2.detach(), xi.grad, [p.grad for p in model.parameters()]))
+        if limit:
+            assert ft.WORKSPACE.buffers, "the fast path should have used the workspace"
+    (a1, a2, agx, agp), (b1, b2, bgx, bgp) = results
+    assert torch.equal(a1, b1) and torch.equal(a2, b2) and torch.equal(agx, bgx)
+    assert all(torch.equal(p, q) for p, q in zip(agp, bgp) if p is not None)
+
+
+def test_workspace_is_bounded_and_pads_with_zeros() -> None:
+    ws = ft._Workspace()
+    ws.limit = 3 * 4 * 2 * 5 * 10 * 10  # room for about three 2x5x10x10 fp32 buffers
+    for h in range(4, 12):
+        x = torch.randn(2, 5, h, 6)
+        xp = ws.padded(x, 2, torch.contiguous_format)
+        assert torch.equal(xp, torch.nn.functional.pad(x, (2, 2, 2, 2)))
+        total = sum(b.numel() * b.element_size() for b in ws.buffers.values())
+        assert total <= max(ws.limit, xp.numel() * xp.element_size())
+    assert len(ws.buffers) < 8  # old shapes were evicted
+    x = torch.randn(2, 5, 11, 6)  # the same key again: the border is still zero after reuse
+    assert torch.equal(ws.padded(x, 2, torch.contiguous_format), torch.nn.functional.pad(x, (2, 2, 2, 2)))
+    xr = torch.randn(1, 2, 3, 3, requires_grad=True)
+    with torch.enable_grad():
+        assert ws.padded(xr, 1, torch.contiguous_format).requires_grad  # never a workspace buffer for autograd

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fast_train import channel_sq_norm, fast_path_applicable, spatial_dot
+from .fast_train import WORKSPACE, channel_sq_norm, fast_path_applicable, spatial_dot
 
 __all__ = ["bn_se_train", "mlp_tail_train", "bn_scale_train", "block_fast_path_ok", "block_residual_train",
            "channel_sq_norm"]
@@ -133,7 +133,7 @@ class _MLPTailTrain(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: torch.Tensor, gamma: torch.Tensor, beta: Optional[torch.Tensor],
                 weight: torch.Tensor, bias: Optional[torch.Tensor]):  # type: ignore[override]
-        a = F.gelu(h)
+        a = torch.ops.aten.gelu.out(h, out=WORKSPACE.empty_like(h, "mlp_act"))  # transient: consumed below
         gx = channel_sq_norm(a)
         denom = gx.mean(dim=-1, keepdim=True) + 1e-6
         nx = gx / denom
@@ -156,8 +156,9 @@ class _MLPTailTrain(torch.autograd.Function):
         a = F.gelu(h)
         gwt = gbias = None
         # hidden-sized buffers: a (GELU output) and one more, reused for o, the output grad and the input grad
-        buf = torch.mul(a, f) if nig[3] else torch.empty_like(a)
+        buf = WORKSPACE.empty_like(a, "mlp_grad")
         if nig[3]:
+            torch.mul(a, f, out=buf)
             if ctx.has_beta:
                 buf.add_(beta)
             gwt = gz2.t().mm(buf.view(-1, buf.shape[-1]))

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.fx
@@ -106,6 +106,61 @@ def _fmt(t: torch.Tensor) -> torch.memory_format:
     return _CL if t.dtype == torch.float32 else torch.contiguous_format
 
 
+class _Workspace(threading.local):
+    """Scratch tensors reused across calls of the fast training path (one set per thread).
+
+    A fresh tensor costs a first-touch page fault per 4 KiB page, which on hidden-sized activations costs more
+    than the element-wise arithmetic written into it; a padded copy made by ``F.pad`` also zero-fills its whole
+    border every call (a 14x14 map padded by 6 is 71% border). Workspace tensors keep their pages (and a padded
+    buffer its zero border) between calls. A workspace tensor is valid until the next request with the same key,
+    so callers consume it at once and never return it or save it for backward. Bounded to ``limit`` bytes,
+    least recently used out; ``limit = 0`` turns reuse off (every request is a fresh tensor).
+    """
+
+    limit = 512 * 2 ** 20
+
+    def __init__(self) -> None:
+        self.buffers: "dict[tuple, torch.Tensor]" = {}
+
+    def _get(self, key: tuple, make: "Callable[[], torch.Tensor]") -> torch.Tensor:
+        buf = self.buffers.pop(key, None)
+        if buf is None:
+            buf = make()
+            size = buf.numel() * buf.element_size()
+            for old in list(self.buffers):  # oldest first: dicts keep insertion order
+                if size + sum(b.numel() * b.element_size() for b in self.buffers.values()) <= self.limit:
+                    break
+                del self.buffers[old]
+        self.buffers[key] = buf  # most recently used last
+        return buf
+
+    def empty_like(self, x: torch.Tensor, tag: str) -> torch.Tensor:
+        """An uninitialised contiguous tensor shaped like ``x`` (contents undefined)."""
+        if self.limit <= 0:
+            return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        key = (tag, tuple(x.shape), x.dtype, x.device)
+        return self._get(key, lambda: torch.empty(x.shape, dtype=x.dtype, device=x.device))
+
+    def padded(self, x: torch.Tensor, pad: int, memory_format: torch.memory_format) -> torch.Tensor:
+        """``F.pad(x, (pad,) * 4)`` in ``memory_format``, written into a reused zero-bordered buffer."""
+        if self.limit <= 0 or (x.requires_grad and torch.is_grad_enabled()):  # never hand a reused buffer to autograd
+            return F.pad(x, (pad, pad, pad, pad)).contiguous(memory_format=memory_format)
+        n, c, h, w = x.shape
+        key = ("pad", n, c, h, w, pad, x.dtype, x.device, memory_format)
+        buf = self._get(key, lambda: torch.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=x.dtype,
+                                                 device=x.device).contiguous(memory_format=memory_format))
+        buf[:, :, pad:pad + h, pad:pad + w].copy_(x)
+        return buf
+
+
+WORKSPACE = _Workspace()
+
+
+def _padded(x: torch.Tensor, pad: int, memory_format: torch.memory_format) -> torch.Tensor:
+    """Zero-padded copy of ``x`` (all four sides) in ``memory_format``; see :class:`_Workspace`."""
+    return WORKSPACE.padded(x, pad, memory_format)
+
+
 def _conv_fwd(x: torch.Tensor, weight: torch.Tensor, dilation: int) -> torch.Tensor:
     """Stride-1 'same' depthwise conv of a channels-last ``x`` (output channels-last)."""
     k = weight.shape[-1]
@@ -113,7 +168,7 @@ def _conv_fwd(x: torch.Tensor, weight: torch.Tensor, dilation: int) -> torch.Ten
     channels = x.shape[1]
     if dilation == 1:
         return F.conv2d(x, weight, padding=pad, groups=channels)
-    xp = F.pad(x, (pad, pad, pad, pad)).contiguous(memory_format=_fmt(x))
+    xp = _padded(x, pad, _fmt(x))
     return F.conv2d(xp, weight, dilation=dilation, groups=channels)
 
 
@@ -126,7 +181,7 @@ def _conv_grad_weight(x_nchw: torch.Tensor, grad: torch.Tensor, k: int, dilation
     """Weight gradient ``(C, 1, k, k)`` of :func:`_conv_fwd` from an NCHW-contiguous input and its output grad."""
     n, c, h, w = x_nchw.shape
     pad = dilation * (k - 1) // 2
-    xp = F.pad(x_nchw, (pad, pad, pad, pad)).reshape(1, n * c, h + 2 * pad, w + 2 * pad)
+    xp = _padded(x_nchw, pad, torch.contiguous_format).view(1, n * c, h + 2 * pad, w + 2 * pad)
     g = grad.contiguous().reshape(n * c, 1, h, w)
     gw = F.conv2d(xp, g, stride=dilation, groups=n * c)  # (1, N*C, k, k)
     return gw.reshape(n, c, k, k).sum(0).unsqueeze(1)
