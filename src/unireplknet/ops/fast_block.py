@@ -64,7 +64,13 @@ class _BNSETrain(torch.autograd.Function):
     def forward(ctx, d: torch.Tensor, w: torch.Tensor, b: torch.Tensor, rm: torch.Tensor, rv: torch.Tensor,
                 factor: float, eps: float, wd: torch.Tensor, bd: torch.Tensor, wu: torch.Tensor,
                 bu: torch.Tensor, lw: Optional[torch.Tensor], lb: Optional[torch.Tensor]):  # type: ignore[override]
-        n, mean, invstd = torch.native_batch_norm(d, w, b, rm, rv, True, factor, eps)
+        if lw is not None:  # the BN/SE output only feeds the linear layer: a workspace tensor
+            c = d.shape[1]
+            n, mean, invstd = torch.ops.aten.native_batch_norm.out(
+                d, w, b, rm, rv, True, factor, eps, out=WORKSPACE.empty_like(d, "bnse_out"),
+                save_mean=d.new_empty(c), save_invstd=d.new_empty(c))
+        else:
+            n, mean, invstd = torch.native_batch_norm(d, w, b, rm, rv, True, factor, eps)
         p = n.mean(dim=(2, 3))
         hidden = F.relu(F.linear(p, wd.flatten(1), bd))
         sig = torch.sigmoid(F.linear(hidden, wu.flatten(1), bu))
@@ -92,10 +98,11 @@ class _BNSETrain(torch.autograd.Function):
         if ctx.has_linear:
             gh = g.reshape(-1, g.shape[-1])
             nb, c, hh, ww = d.shape
-            n = torch.addcmul(_cvec(b - mean * a), d, _cvec(a))  # the BN output, recomputed
+            # the BN output, recomputed, and the linear layer's input grad: workspace tensors
+            n = torch.addcmul(_cvec(b - mean * a), d, _cvec(a), out=WORKSPACE.empty_like(d, "bnse_out"))
             if ctx.has_lb and nig[12]:
                 glb = gh.sum(0)
-            g_out = gh.mm(lw)
+            g_out = torch.mm(gh, lw, out=WORKSPACE.empty((gh.shape[0], c), gh, "bnse_gout"))
             g = g_out.view(nb, hh, ww, c).permute(0, 3, 1, 2)
             gsig = _sum_hw_prod(g, n)
             if nig[11]:

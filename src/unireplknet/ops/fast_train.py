@@ -135,11 +135,27 @@ class _Workspace(threading.local):
         return buf
 
     def empty_like(self, x: torch.Tensor, tag: str) -> torch.Tensor:
-        """An uninitialised contiguous tensor shaped like ``x`` (contents undefined)."""
+        """An uninitialised tensor shaped like ``x``, channels-last when ``x`` is (else contiguous)."""
+        fmt = _CL if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=_CL) \
+            else torch.contiguous_format
+
+        def make() -> torch.Tensor:
+            return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+
         if self.limit <= 0:
-            return torch.empty(x.shape, dtype=x.dtype, device=x.device)
-        key = (tag, tuple(x.shape), x.dtype, x.device)
-        return self._get(key, lambda: torch.empty(x.shape, dtype=x.dtype, device=x.device))
+            return make()
+        return self._get((tag, tuple(x.shape), x.dtype, x.device, fmt), make)
+
+    def empty(self, shape: Sequence[int], like: torch.Tensor, tag: str) -> torch.Tensor:
+        """An uninitialised contiguous tensor of ``shape`` with ``like``'s dtype and device."""
+        shape = tuple(int(v) for v in shape)
+
+        def make() -> torch.Tensor:
+            return torch.empty(shape, dtype=like.dtype, device=like.device)
+
+        if self.limit <= 0:
+            return make()
+        return self._get((tag, shape, like.dtype, like.device), make)
 
     def padded(self, x: torch.Tensor, pad: int, memory_format: torch.memory_format) -> torch.Tensor:
         """``F.pad(x, (pad,) * 4)`` in ``memory_format``, written into a reused zero-bordered buffer."""
@@ -243,8 +259,14 @@ class _DilatedReparamTrain(torch.autograd.Function):
         stats: List[torch.Tensor] = []
         for i in range(nb):
             y = _conv_fwd(xc, weights[i], dilations[i])
-            o, mean, invstd = torch.native_batch_norm(
-                y, gammas[i], betas[i], rmeans[i], rvars[i], True, factors[i], eps[i])
+            if out is None:
+                o, mean, invstd = torch.native_batch_norm(
+                    y, gammas[i], betas[i], rmeans[i], rvars[i], True, factors[i], eps[i])
+            else:  # summed into the first branch's output at once: a workspace tensor
+                o, mean, invstd = torch.ops.aten.native_batch_norm.out(
+                    y, gammas[i], betas[i], rmeans[i], rvars[i], True, factors[i], eps[i],
+                    out=WORKSPACE.empty_like(y, "drb_branch"), save_mean=y.new_empty(y.shape[1]),
+                    save_invstd=y.new_empty(y.shape[1]))
             stats += [mean, invstd]
             if keep[i]:
                 saved_y.append(y)
@@ -278,9 +300,13 @@ class _DilatedReparamTrain(torch.autograd.Function):
         for i in range(nb):
             r = ctx.dilations[i]
             y = next(kept) if ctx.keep[i] else _conv_fwd(xc, weights[i], r)
-            dy, gg, gb = torch.ops.aten.native_batch_norm_backward(
+            c = y.shape[1]
+            dy, gg, gb = torch.ops.aten.native_batch_norm_backward.out(
                 grad, y, gammas[i], rmeans[i], rvars[i], stats[2 * i], stats[2 * i + 1], True, ctx.eps[i],
-                [need_x or need_w, need_aff[i], need_aff[i]])
+                [need_x or need_w, need_aff[i], need_aff[i]],
+                out0=WORKSPACE.empty_like(y, "drb_branch"), out1=y.new_empty(c), out2=y.new_empty(c))
+            if not need_aff[i]:
+                gg = gb = None
             del y
             ggs[i], gbs[i] = gg, gb
             if need_x:
