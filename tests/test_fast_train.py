@@ -469,3 +469,20 @@ def test_workspace_is_bounded_and_pads_with_zeros() -> None:
     xr = torch.randn(1, 2, 3, 3, requires_grad=True)
     with torch.enable_grad():
         assert ws.padded(xr, 1, torch.contiguous_format).requires_grad  # never a workspace buffer for autograd
+
+
+def test_workspace_limit_and_release() -> None:
+    x = torch.randn(2, 4, 6, 6)
+    try:
+        ft.set_workspace_limit(0)
+        ft.WORKSPACE.padded(x, 2, torch.contiguous_format)
+        assert not ft.WORKSPACE.buffers  # limit 0: nothing kept
+        ft.set_workspace_limit(2 ** 20)
+        ft.WORKSPACE.padded(x, 2, torch.contiguous_format)
+        assert ft.WORKSPACE.buffers
+        ft.release_workspace()
+        assert not ft.WORKSPACE.buffers
+        with pytest.raises(ValueError, match="workspace limit"):
+            ft.set_workspace_limit(-1)
+    finally:
+        ft.set_workspace_limit(512 * 2 ** 20)

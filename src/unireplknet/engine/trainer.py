@@ -83,6 +83,15 @@ def _set_fast_training(enabled: bool) -> None:
     set_fast_training(enabled)
 
 
+def _release_workspace() -> None:
+    """Free the fast training path's scratch tensors once training is over."""
+    try:
+        from ..ops.fast_train import release_workspace
+    except ImportError:
+        return
+    release_workspace()
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -484,6 +493,7 @@ class Trainer:
                             "(best %.4g at epoch %s); best.pt holds that epoch", self.epoch, cfg.metric,
                             self.evals_since_best(), self.best.get("value", float("nan")), self.best.get("epoch"))
                 break
+        _release_workspace()
         barrier()
         if self.fsdp:
             self._unshard_for_finish()

@@ -37,7 +37,8 @@ import torch.fx
 import torch.nn.functional as F
 
 __all__ = [
-    "set_fast_training", "set_drb_recompute", "fast_training_enabled", "fast_training", "fast_path_applicable",
+    "set_fast_training", "set_drb_recompute", "set_workspace_limit", "release_workspace", "fast_training_enabled",
+    "fast_training", "fast_path_applicable",
     "depthwise_conv2d_train", "dilated_reparam_train", "grn_train", "channel_sq_norm", "spatial_dot",
 ]
 
@@ -170,6 +171,20 @@ class _Workspace(threading.local):
 
 
 WORKSPACE = _Workspace()
+
+
+def set_workspace_limit(nbytes: int) -> None:
+    """Bound the scratch tensors the fast path keeps between calls (per thread; default 512 MiB; 0: keep none)."""
+    if nbytes < 0:
+        raise ValueError(f"workspace limit must be >= 0 bytes, got {nbytes}")
+    _Workspace.limit = int(nbytes)
+    WORKSPACE.__dict__.pop("limit", None)  # this thread follows the class-wide value again
+    release_workspace()
+
+
+def release_workspace() -> None:
+    """Free this thread's fast-path scratch tensors (the trainer calls it when training ends)."""
+    WORKSPACE.buffers.clear()
 
 
 def _padded(x: torch.Tensor, pad: int, memory_format: torch.memory_format) -> torch.Tensor:
