@@ -16,6 +16,7 @@ Usage::
     pip install sktime          # only for its bundled data files
     python examples/series_classification.py --set OSULeaf --threads 1
     python examples/series_classification.py --set BasicMotions --epochs 20   # a quick check
+    python examples/series_classification.py --set ACSF1 --dev 0.3 --seed 1  # TRAIN only: 30% held out
 
 GunPoint, ArrowHead and ItalyPowerDemand are refused: they are kept for independent evaluation.
 """
@@ -54,6 +55,32 @@ def sktime_data_dir(name: str) -> Path:
     return d
 
 
+def dev_split(train_file: Path, out_dir: Path, fraction: float, seed: int = 123) -> tuple[int, int]:
+    """A development split written from a ``Name_TRAIN.ts`` file only: ``fraction`` of each class
+    (at least one series) becomes ``out_dir/Name_TEST.ts``, the rest ``out_dir/Name_TRAIN.ts``
+    (header kept). The real TEST file is not read. Returns (train, test) sizes."""
+    import random
+    name = train_file.name[: -len("_TRAIN.ts")]
+    lines = train_file.read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if line.strip().lower() == "@data")
+    head = lines[:i + 1]
+    by_class: dict[str, list[str]] = {}
+    for line in lines[i + 1:]:
+        if line.strip():
+            by_class.setdefault(line.rsplit(":", 1)[1].strip(), []).append(line)
+    rng = random.Random(seed)
+    kept, held = [], []
+    for _, rows in sorted(by_class.items()):
+        rng.shuffle(rows)
+        k = max(1, round(fraction * len(rows)))
+        held += rows[:k]
+        kept += rows[k:]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}_TRAIN.ts").write_text("\n".join(head + kept) + "\n")
+    (out_dir / f"{name}_TEST.ts").write_text("\n".join(head + held) + "\n")
+    return len(kept), len(held)
+
+
 def one_nn_accuracy(train: tuple, test: tuple, length: int, znorm: bool = True) -> float:
     """1-NN Euclidean on series resampled to ``length`` (none when they have it already; z-normalised
     per channel when ``znorm``)."""
@@ -77,7 +104,7 @@ def train_api(data: Path, args: argparse.Namespace) -> tuple[float, str]:
     torch.set_num_threads(args.threads)
     cfg = {"data": str(data), "val_data": None, "seed": args.seed, "val_fraction": None,
            "series_image": args.series_image, "series_image_size": args.image_size,
-           "series_length": None, "znorm": args.znorm, "series_augment": None}
+           "series_length": None, "znorm": args.znorm, "series_augment": None, "series_deinterleave": None}
     cfg.update({k: v for k, (v, _) in SD.auto_config(cfg).items() if cfg.get(k) is None and k != "batch_size"})
     cfg = argparse.Namespace(**cfg)
     task = SD.build_task_data(cfg)
@@ -134,6 +161,8 @@ def train_command(data: Path, args: argparse.Namespace, run_dir: Path) -> float:
         cmd += ["--series-image-size", str(args.image_size)]
     if args.znorm is not None:
         cmd.append("--znorm" if args.znorm else "--no-znorm")
+    if args.deinterleave is not None:
+        cmd += ["--series-deinterleave", str(args.deinterleave)]
     print("$", " ".join(cmd), flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     out = proc.stdout + proc.stderr
@@ -142,8 +171,8 @@ def train_command(data: Path, args: argparse.Namespace, run_dir: Path) -> float:
     print(proc.stdout.rstrip(), flush=True)  # the command's own table: val/test beside its baselines
     summary = json.loads((run_dir / "summary.json").read_text())
     auto = summary.get("auto") or {}
-    chosen = {k: auto[k]["value"] for k in ("series_image", "series_image_size", "series_length", "epochs",
-                                            "batch_size", "series_eval_views") if k in auto}
+    chosen = {k: auto[k]["value"] for k in ("series_deinterleave", "series_image", "series_image_size", "series_length",
+                                            "epochs", "batch_size", "series_eval_views") if k in auto}
     if chosen:
         print("  auto: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
     print(f"  selected epoch {(summary.get('best') or {}).get('epoch')} of {summary.get('epochs')} "
@@ -166,6 +195,10 @@ def main() -> None:
                    help="default: the library's (CONFIG_DEFAULTS)")
     p.add_argument("--image-size", type=int, default=None, help="default: the library's / auto")
     p.add_argument("--znorm", action=argparse.BooleanOptionalAction, default=None, help="default: the library's")
+    p.add_argument("--deinterleave", type=int, default=None, help="--series-deinterleave P (1: off; default: auto)")
+    p.add_argument("--dev", type=float, default=None, metavar="FRACTION",
+                   help="development run: hold out FRACTION of each class of TRAIN as the test split "
+                        "(seed 123); the real TEST file is not read")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)))
     p.add_argument("--api", action="store_true", help="train with the library API instead of the command")
@@ -178,8 +211,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / args.set
         data.mkdir()
-        for f in ("TRAIN", "TEST"):
-            shutil.copy(next(iter(sorted(src.glob(f"{args.set}_{f}.ts")))), data)
+        if args.dev:
+            n_kept, n_held = dev_split(src / f"{args.set}_TRAIN.ts", data, args.dev)
+            print(f"development split of {args.set}_TRAIN.ts: {n_kept} train / {n_held} held out as test "
+                  "(the TEST file is not read)")
+        else:
+            for f in ("TRAIN", "TEST"):
+                shutil.copy(next(iter(sorted(src.glob(f"{args.set}_{f}.ts")))), data)
         full_train = read_series_file(data / f"{args.set}_TRAIN.ts")
         test = find_ucr_splits(data).tests["test"]
         lengths = {x.shape[1] for x in full_train[0] + test[0]}

@@ -368,3 +368,82 @@ def test_reduced_example_runs_the_command_and_beats_chance():
     assert "1-NN Euclidean (z-normalised)" in out and "1nn[pixels]" in out and "majority_class" in out
     acc = float(re.search(r"UniRepLKNet \(.*\): ([0-9.]+)", out).group(1))
     assert acc >= 0.7, out
+
+
+# ----------------------------------------------------------------------------- interleaved phases
+def interleaved(n: int, length: int, period: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` series that interleave ``period`` smooth quantities of very different levels, one sample each in turn."""
+    t = np.linspace(0, 1, length)
+    phases = [np.sin(2 * np.pi * rng.uniform(1, 3) * t + rng.uniform(0, 6)) + 5.0 * k for k in range(period)]
+    out = np.empty((n, 1, length * period), np.float32)
+    for i in range(n):
+        for k, ph in enumerate(phases):
+            out[i, 0, k::period] = ph + rng.normal(0, 0.05, length)
+    return out
+
+
+def test_deinterleave_splits_phases_into_channels():
+    x = np.arange(2 * 10, dtype=np.float32).reshape(2, 10)
+    y = C.deinterleave(x, 3)  # tail of 10 % 3 = 1 sample dropped
+    assert y.shape == (6, 3)
+    assert np.array_equal(y[0], [0, 3, 6]) and np.array_equal(y[2], [2, 5, 8]) and np.array_equal(y[3], [10, 13, 16])
+    assert C.deinterleave(x, 1) is x
+    with pytest.raises(DataError):
+        C.deinterleave(x, 0)
+    with pytest.raises(DataError):
+        C.deinterleave(x, 11)
+    p = C.prepare_series(np.arange(40, dtype=np.float32)[None], 5, znorm=False, period=4)
+    assert p.shape == (4, 5) and np.allclose(p[1], [3, 11, 19, 27, 35])  # phase 1, pairs averaged
+
+
+def test_detect_interleave_finds_the_period_and_leaves_smooth_or_noisy_series():
+    rng = np.random.default_rng(0)
+    assert C.detect_interleave(list(interleaved(6, 100, 4, rng))) == 4
+    assert C.detect_interleave(list(interleaved(6, 100, 3, rng))) == 3
+    t = np.linspace(0, 1, 400)
+    smooth = [np.sin(2 * np.pi * rng.uniform(2, 6) * t)[None] for _ in range(6)]  # lag-1 autocorrelation high
+    assert C.detect_interleave(smooth) == 1
+    assert C.detect_interleave([rng.normal(size=(1, 400)) for _ in range(6)]) == 1  # white noise
+    assert C.detect_interleave([np.ones((1, 400))]) == 1 and C.detect_interleave([np.ones((1, 5))]) == 1
+
+
+def test_auto_build_and_predict_split_interleaved_series(tmp_path):
+    rng = np.random.default_rng(1)
+    d = tmp_path / "Inter"
+    for part, n in (("TRAIN", 8), ("TEST", 3)):
+        rows = []
+        for label in ("a", "b"):
+            for s in interleaved(n, 60, 4, rng):
+                rows.append("\t".join([label] + [f"{v:.4f}" for v in s[0]]))
+        write(d / f"Inter_{part}.tsv", "\n".join(rows) + "\n")
+    out = SD.auto_config({"data": str(d)})
+    assert out["series_deinterleave"][0] == 4 and out["series_length"][0] == 60
+    task = SD.build_task_data(ns(data=str(d), series_image="reshape", series_image_size=16))
+    assert task.meta["series_deinterleave"] == 4 and task.meta["channels"] == 4 and task.in_chans == 8
+    assert len(task.meta["series_norm"]) == 4 and task.train[0][0].shape == (8, 16, 16)
+    off = SD.build_task_data(ns(data=str(d), series_image="reshape", series_image_size=16, series_deinterleave=1))
+    assert off.meta["channels"] == 1 and off.meta["series_length"] == 240
+    args = ns(series_length=60, series_image="reshape", series_image_size=16, series_deinterleave=4,
+              series_norm=task.meta["series_norm"])
+    img = SD.load_for_predict(str(d / "Inter_TEST.tsv"), args)
+    assert img.shape == (6, 8, 16, 16)
+    parser = argparse.ArgumentParser()
+    SD.add_train_args(parser)
+    assert parser.parse_args(["--series-deinterleave", "4"]).series_deinterleave == 4
+
+
+def test_example_dev_split_reads_train_only_and_holds_out_each_class(tmp_path):
+    """``--dev``: the held-out part is carved per class from the TRAIN file alone, disjoint and complete."""
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("series_example", root / "examples" / "series_classification.py")
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    rows = [f"{i},{i + 1},{i + 2}:{c}" for c in ("a", "b") for i in range(10)] + ["0,0,0:c"] * 3
+    train = write(tmp_path / "src" / "Toy_TRAIN.ts", "@problemName Toy\n@classLabel true a b c\n@data\n"
+                  + "\n".join(rows) + "\n")
+    assert ex.dev_split(train, tmp_path / "dev", 0.3) == (16, 7)  # 3 + 3 + 1 held out
+    kept = [l for l in (tmp_path / "dev" / "Toy_TRAIN.ts").read_text().splitlines() if ":" in l]
+    held = [l for l in (tmp_path / "dev" / "Toy_TEST.ts").read_text().splitlines() if ":" in l]
+    assert sorted(kept + held) == sorted(rows) and {l[-1] for l in held} == {"a", "b", "c"}
+    assert not set(kept[:-2]) & set(held)  # the distinct a/b rows are in one part only
+    assert ucr.read_series_file(tmp_path / "dev" / "Toy_TEST.ts")[1].count("a") == 3

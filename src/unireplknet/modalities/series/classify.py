@@ -34,7 +34,8 @@ from torch.utils.data import Dataset
 from ...errors import DataError
 
 __all__ = [
-    "IMAGE_KINDS", "AUGMENTATIONS", "fill_missing", "resample", "znormalize", "prepare_series", "prepare_all",
+    "IMAGE_KINDS", "AUGMENTATIONS", "fill_missing", "resample", "znormalize", "deinterleave", "detect_interleave",
+    "prepare_series", "prepare_all",
     "augment_series", "series_image", "image_parts", "channel_stats", "standardize", "image_channels", "parse_augment", "eval_windows", "SeriesMixup", "SeriesImageDataset",
 ]
 
@@ -87,17 +88,65 @@ def znormalize(x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     return ((x - mean) / np.where(std < eps, 1.0, std)).astype(np.float32)
 
 
-def prepare_series(x: np.ndarray, length: int, znorm: bool = True) -> np.ndarray:
-    """One raw series (``C x L``, may hold NaN) → ``C x length`` float32, filled, resampled, z-normalised."""
+def deinterleave(x: np.ndarray, period: int) -> np.ndarray:
+    """Split every channel of ``x`` (``C x L``) into its ``period`` interleaved phases:
+    ``(C * period) x (L // period)`` (channel ``c * period + k`` holds ``x[c, k::period]``; a tail
+    shorter than ``period`` is dropped). ``period`` 1 returns ``x``."""
+    p = int(period)
+    if p < 1:
+        raise DataError(f"series_deinterleave must be at least 1, got {period}")
+    if p == 1:
+        return x
+    n = x.shape[1] // p
+    if n < 1:
+        raise DataError(f"a series of length {x.shape[1]} is shorter than series_deinterleave {p}")
+    c = x.shape[0]
+    return np.ascontiguousarray(x[:, :n * p].reshape(c, n, p).transpose(0, 2, 1).reshape(c * p, n))
+
+
+def _autocorr(X: Sequence[np.ndarray], max_lag: int) -> np.ndarray:
+    """Median over series and non-constant channels of the autocorrelation at lags ``1..max_lag``."""
+    rows = []
+    for x in X:
+        for row in fill_missing(x):
+            if len(row) < 4 * max_lag:
+                continue
+            z = row - row.mean()
+            var = float((z * z).mean())
+            if var < 1e-12:
+                continue
+            rows.append([float((z[:-k] * z[k:]).mean()) / var for k in range(1, max_lag + 1)])
+    return np.median(np.asarray(rows), axis=0) if rows else np.zeros(max_lag)
+
+
+def detect_interleave(X: Sequence[np.ndarray], max_period: int = 8, strong: float = 0.8, weak: float = 0.5) -> int:
+    """The period ``p`` of series that interleave ``p`` quantities sample by sample (one value of each
+    in turn), else 1: when the median autocorrelation of the training series is at least ``strong`` at
+    lag ``p`` (2..``max_period``, the smallest such lag) but below ``weak`` at lag 1 (neighbouring
+    samples unrelated, samples ``p`` apart alike). Smooth series (high lag-1 autocorrelation) give 1."""
+    ac = _autocorr(X, max_period)
+    if ac[0] >= weak:
+        return 1
+    for p in range(2, max_period + 1):
+        if ac[p - 1] >= strong:
+            return p
+    return 1
+
+
+def prepare_series(x: np.ndarray, length: int, znorm: bool = True, period: int = 1) -> np.ndarray:
+    """One raw series (``C x L``, may hold NaN) → ``C x length`` float32 (``C * period`` channels when
+    ``period`` > 1: :func:`deinterleave`), filled, resampled, z-normalised."""
     if x.ndim != 2 or x.shape[1] < 1:
         raise DataError(f"a series must be channels x length, got shape {tuple(x.shape)}")
-    x = resample(fill_missing(x), length)
+    x = resample(deinterleave(fill_missing(x), period), length)
     return znormalize(x) if znorm else x
 
 
-def prepare_all(X: Sequence[np.ndarray], length: int, znorm: bool = True) -> np.ndarray:
-    """Many raw series → ``N x C x length`` float32."""
-    return np.stack([prepare_series(x, length, znorm) for x in X]) if len(X) else np.zeros((0, 1, length), np.float32)
+def prepare_all(X: Sequence[np.ndarray], length: int, znorm: bool = True, period: int = 1) -> np.ndarray:
+    """Many raw series → ``N x C' x length`` float32 (``C' = C * period``)."""
+    if not len(X):
+        return np.zeros((0, 1, length), np.float32)
+    return np.stack([prepare_series(x, length, znorm, period) for x in X])
 
 
 def channel_stats(series: np.ndarray) -> list[list[float]]:

@@ -18,8 +18,9 @@ import torch
 from ...errors import DataError
 from ..base import Splits, TaskData, finalize_splits, plan_lines
 from ..baseline_features import raw_sample_lookup
-from .classify import (AUGMENTATIONS, IMAGE_KINDS, SeriesImageDataset, SeriesMixup, channel_stats, image_channels,
-                       image_parts, parse_augment, prepare_all, prepare_series, series_image, standardize, znormalize)
+from .classify import (AUGMENTATIONS, IMAGE_KINDS, SeriesImageDataset, SeriesMixup, channel_stats, detect_interleave,
+                       image_channels, image_parts, parse_augment, prepare_all, prepare_series, series_image, standardize,
+                       znormalize)
 from .ucr import SERIES_EXTENSIONS, find_ucr_splits, locate_split_files, read_series_file
 
 __all__ = [
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 #: defaults of the keys added by :func:`add_train_args` (``series_length`` None: chosen from the data).
 CONFIG_DEFAULTS: dict[str, Any] = {
     "series_length": None,
+    "series_deinterleave": None,  # interleaved phases split into channels (None: detected from the training series)
     "series_image": "reshape+zreshape",  # the folded series and its z-normalised copy (each with its difference)
     "series_image_size": 64,
     "znorm": False,
@@ -141,6 +143,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("time-series classification")
     g.add_argument("--series-length", type=int, default=None,
                    help="resample every series to this length (default: the median training length, in [32, 512])")
+    g.add_argument("--series-deinterleave", type=int, default=None, metavar="P",
+                   help="split each series into its P interleaved phases (samples k, k+P, ...) as channels "
+                        "before resampling (1: off; default: detected from the training series' autocorrelation)")
     g.add_argument("--series-image", default=None, type=_image_kind,
                    help="series → image mapping: Gramian angular fields, recurrence plot, or row-wise reshape; "
                         "a 'z' prefix applies it to the per-series z-normalised series; several joined by '+' "
@@ -215,15 +220,19 @@ def task_from_series(args: argparse.Namespace, sets: dict[str, tuple[list, list]
     if views < 1:
         raise DataError(f"series_eval_views must be at least 1, got {views}")
     train_lengths = [x.shape[1] for x in sets["train"][0]]
-    length = getattr(args, "series_length", None)
-    length = choose_length(train_lengths) if length is None else int(length)
+    period = _get(args, "series_deinterleave")
+    period = detect_interleave(sets["train"][0]) if period is None else int(period)
+    if period < 1:
+        raise DataError(f"series_deinterleave must be at least 1, got {period}")
+    length = _get(args, "series_length")
+    length = choose_length([n // period for n in train_lengths]) if length is None else int(length)
     if length < 2:
         raise DataError(f"series_length must be at least 2, got {length}")
-    channels = int(sets["train"][0][0].shape[0])
+    channels = int(sets["train"][0][0].shape[0]) * period
     if size < 8:
         raise DataError(f"series_image_size must be at least 8, got {size}")
     index = plan.class_index()
-    prepared = {name: prepare_all(X, length, znorm) for name, (X, _) in sets.items()}
+    prepared = {name: prepare_all(X, length, znorm, period) for name, (X, _) in sets.items()}
     norm = None
     if not znorm:
         norm = getattr(args, "series_norm", None) if not isinstance(args, Mapping) else args.get("series_norm")
@@ -237,11 +246,14 @@ def task_from_series(args: argparse.Namespace, sets: dict[str, tuple[list, list]
     tests = {name: dataset(name, False) for name in sets if name not in ("train", "val")}
     in_chans = image_channels(kind, channels)
     meta = {
-        "source": source, "series_length": length, "channels": channels, "series_image": kind,
+        "source": source, "series_length": length, "series_deinterleave": period, "channels": channels,
+        "series_image": kind,
         "series_image_size": size, "znorm": znorm, "series_norm": norm, "series_augment": list(augment),
         "series_mixup": mixup, "series_eval_views": views,
         "train_lengths": [int(min(train_lengths)), int(np.median(train_lengths)), int(max(train_lengths))],
-        "plan": plan_lines(plan) + [f"  series: {channels} channel(s), resampled to {length}, "
+        "plan": plan_lines(plan) + [f"  series: {channels} channel(s)"
+                                    + (f" ({channels // period} split into {period} interleaved phases)"
+                                       if period > 1 else "") + f", resampled to {length}, "
                                     f"{kind} image {in_chans}x{size}x{size}, znorm {'on' if znorm else 'off'}"],
     }
     if files is not None:
@@ -331,14 +343,20 @@ def load_for_predict(path: str, args: argparse.Namespace) -> torch.Tensor:
     """A series file → the image(s) the model was validated on: ``C x H x W`` for one series,
     ``N x C x H x W`` (one per series, in file order) for several."""
     X = read_predict_series(path)
+    period = getattr(args, "series_deinterleave", None)
+    if period is None:
+        period = detect_interleave(X)
+        logger.warning("series_deinterleave is not set: using %d detected on %s (set it to the training value)",
+                       period, path)
+    period = int(period)
     length = getattr(args, "series_length", None)
     if length is None:
-        length = choose_length([x.shape[1] for x in X])
+        length = choose_length([x.shape[1] // period for x in X])
         logger.warning("series_length is not set: using %d from %s (set it to the training value)", length, path)
     kind = str(_get(args, "series_image"))
     size = int(_get(args, "series_image_size"))
     znorm = bool(_get(args, "znorm"))
-    prepared = [prepare_series(x, int(length), znorm) for x in X]
+    prepared = [prepare_series(x, int(length), znorm, period) for x in X]
     if not znorm:
         norm = _get(args, "series_norm")
         if norm is None:
@@ -355,7 +373,9 @@ def auto_config(*args: Any, **kwargs: Any) -> dict[str, tuple[Any, str]]:
     """Config values chosen from the data, each with a reason: ``{key: (value, why)}``.
 
     Called as ``auto_config(config)`` or ``auto_config(task, config[, device])``. Reads only the
-    TRAIN file (never TEST). Chooses ``series_length`` (the median training length clipped to
+    TRAIN file (never TEST). Chooses ``series_deinterleave`` (:func:`.classify.detect_interleave`:
+    the period of series that interleave several quantities sample by sample, else 1),
+    ``series_length`` (the median training length, after that split, clipped to
     ``[32, 512]``), ``series_norm`` (per-channel statistics of the training part, unless
     ``znorm``), ``series_image_size`` (32 for short series, else 64) and a batch size that gives
     several steps per epoch on small sets. Returns ``{}`` without data.
@@ -373,13 +393,23 @@ def auto_config(*args: Any, **kwargs: Any) -> dict[str, tuple[Any, str]]:
     if train_file is None:
         return {}
     X, y = read_series_file(train_file)
-    lengths = [x.shape[1] for x in X]
     out: dict[str, tuple[Any, str]] = {}
+    period = get("series_deinterleave")
+    if period is None:
+        period = detect_interleave(X)
+        out["series_deinterleave"] = (period, (
+            f"the training series interleave {period} quantities (autocorrelation high at lag {period}, "
+            "low at lag 1): each phase becomes a channel") if period > 1 else
+            "no interleaved phases (autocorrelation at lag 1 high, or no strong short period)")
+    period = int(period)
+    lengths = [x.shape[1] // period for x in X]
     length = get("series_length")
     if length is None:
         length = choose_length(lengths)
-        out["series_length"] = (length, f"median training length {int(np.median(lengths))} "
-                                        f"(min {min(lengths)}, max {max(lengths)}) clipped to [{MIN_LENGTH}, {MAX_LENGTH}]")
+        out["series_length"] = (length, f"median training length {int(np.median(lengths))}"
+                                        + (f" (after splitting {period} phases)" if period > 1 else "")
+                                        + f" (min {min(lengths)}, max {max(lengths)}) clipped to "
+                                          f"[{MIN_LENGTH}, {MAX_LENGTH}]")
     znorm = get("znorm")
     if get("series_norm") is None and not (CONFIG_DEFAULTS["znorm"] if znorm is None else znorm):
         train_only = X
@@ -389,7 +419,7 @@ def auto_config(*args: Any, **kwargs: Any) -> dict[str, tuple[Any, str]]:
             vf = get("val_fraction") or 0.1
             kept, _ = carve_val(items, float(vf), int(get("seed") or 0))
             train_only = [X[int(p.name)] for p, _ in kept]
-        stats = channel_stats(prepare_all(train_only, int(length), False))
+        stats = channel_stats(prepare_all(train_only, int(length), False, period))
         out["series_norm"] = (stats, "per-channel mean and std of the training series (kept with the run for predict)")
     if get("series_image_size") is None:
         size = 32 if int(length) < 64 else 64
