@@ -1,7 +1,9 @@
 """Time series → image for classification with the unchanged 2-D backbone.
 
 One series (``C x L``, any length, ``NaN`` for missing values) is prepared once:
-missing values filled by linear interpolation, resampled to ``series_length`` and either
+missing values filled by linear interpolation, split into its interleaved phases when it
+interleaves several quantities sample by sample (:func:`deinterleave`, :func:`detect_interleave`),
+resampled to ``series_length`` and either
 z-normalised per series and channel (``znorm``) or standardised with per-channel statistics
 of the whole training set (:func:`channel_stats`, :func:`standardize`), which keeps the
 level and scale differences between series (they often carry the class). At every access it is
