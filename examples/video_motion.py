@@ -18,6 +18,8 @@ pixels) and prints them beside the model.
     python examples/video_motion.py                     # diff layout, then grid (CPU minutes)
     python examples/video_motion.py --layouts diff      # one run
     python examples/video_motion.py --quick             # the reduced pipeline run of the tests
+    python examples/video_motion.py --layouts diff --held-out china --exclude flower --textures 4
+        # a development run: another scene held out, flower used nowhere, 4 procedural training textures
 
 Layouts: ``diff`` stacks the frames as channels (pixel-aligned) and adds the
 consecutive differences; ``grid`` is the paper's tiling (frames side by side).
@@ -28,6 +30,7 @@ import argparse
 import json
 import math
 import random
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -97,6 +100,47 @@ def extra_photos() -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1).float() for k, v in out.items()}
 
 
+def power_law_textures(count: int, size: int = 384, seed: int = 0) -> dict[str, torch.Tensor]:
+    """``count`` procedural colour textures (training scenes only), ``3 x size x size`` in [0, 1].
+
+    Each is noise with a ``1 / f**beta`` amplitude spectrum, ``beta`` spread evenly over 1-3 (natural
+    photos are near 1; larger is smoother: soft gradients, out-of-focus blobs), its three channels
+    mixed by a random colour matrix and stretched to [0, 1]. Generic scene variety: nothing in them
+    knows about the motions or about any test photo.
+    """
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    fy = torch.fft.fftfreq(size)[:, None]
+    fx = torch.fft.rfftfreq(size)[None, :]
+    f = torch.sqrt(fx**2 + fy**2).clamp_min(1.0 / size)
+    out = {}
+    for i in range(count):
+        beta = 1.0 + 2.0 * (i / max(1, count - 1))
+        spec = torch.randn(3, size, size // 2 + 1, dtype=torch.complex64, generator=gen) / f**beta
+        field = torch.fft.irfft2(spec, s=(size, size))
+        field = (field - field.mean(dim=(1, 2), keepdim=True)) / field.std(dim=(1, 2), keepdim=True)
+        mixed = torch.einsum("ij,jhw->ihw", torch.randn(3, 3, generator=gen), field)
+        lo, hi = mixed.quantile(0.01), mixed.quantile(0.99)
+        out[f"texture{i}_beta{beta:.1f}"] = ((mixed - lo) / (hi - lo)).clamp(0, 1)
+    return out
+
+
+def rescaled_scenes(scenes: dict[str, torch.Tensor], factors: tuple[float, ...]) -> dict[str, torch.Tensor]:
+    """Each scene resized by each factor (antialiased bilinear) as an extra training scene named ``name@xF``.
+
+    The camera's window is a fixed fraction of the scene, so an enlarged scene shows less of it per
+    window: smoother content under the same motion; a reduced one shows more detail. Factor 1 is skipped.
+    """
+    out = {}
+    for name, photo in scenes.items():
+        for fac in factors:
+            if fac == 1:
+                continue
+            h, w = (max(16, round(d * fac)) for d in photo.shape[-2:])
+            out[f"{name}@x{fac:g}"] = F.interpolate(photo[None], size=(h, w), mode="bilinear", align_corners=False,
+                                                   antialias=True)[0].clamp(0, 1)
+    return out
+
+
 def camera_clip(photo: torch.Tensor, motion: str, frames: int, size: int, rng: random.Random) -> np.ndarray:
     """Render ``frames x size x size x 3`` uint8 frames of a virtual camera moving over ``photo``."""
     _, h, w = photo.shape
@@ -139,24 +183,29 @@ def make_dataset(root: Path, photos: list[torch.Tensor], per_class: int, frames:
 
 
 def make_splits(root: Path, train_per_class: int, val_per_class: int, test_per_class: int, frames: int, size: int,
-                seed: int, held_out: Optional[str] = None, extra: bool = True) -> dict[str, list[str]]:
+                seed: int, held_out: Optional[str] = None, extra: bool = True,
+                exclude: tuple[str, ...] = (), textures: int = 0,
+                scene_scales: tuple[float, ...] = ()) -> dict[str, list[str]]:
     """``root/{train,val,test}/<motion>/*.mp4``: train and val from the training photos, test from a held-out one.
 
     The held-out photo (default: ``grace_hopper`` when matplotlib ships it, else ``flower``) is never
     seen in training or validation, so the test split measures motion, not memorised scenery. With
     ``extra`` the scenes of :func:`extra_photos` join the training photos (more varied scenes to learn
-    motion on; they are never a test photo).
+    motion on). Any scene may be held out (a development scene, e.g. ``relief``); the scenes named in
+    ``exclude`` are used nowhere (development runs that keep a final test photo out entirely).
     """
     photos = load_photos()
+    scenes = {**photos, **(extra_photos() if extra else {})}
     held_out = held_out or ("grace_hopper" if "grace_hopper" in photos else "flower")
-    if held_out not in photos:
-        raise SystemExit(f"unknown photo {held_out!r}; available: {', '.join(photos)}")
-    seen = {name: p for name, p in photos.items() if name != held_out}
-    if extra:
-        seen.update(extra_photos())
+    for name in (held_out, *exclude):
+        if name not in scenes:
+            raise SystemExit(f"unknown scene {name!r}; available: {', '.join(scenes)}")
+    seen = {name: p for name, p in scenes.items() if name != held_out and name not in exclude}
+    seen.update(rescaled_scenes(seen, scene_scales))
+    seen.update(power_law_textures(textures, seed=seed))
     make_dataset(root / "train", list(seen.values()), train_per_class, frames, size, seed)
     make_dataset(root / "val", list(seen.values()), val_per_class, frames, size, seed + 1)
-    make_dataset(root / "test", [photos[held_out]], test_per_class, frames, size, seed + 2)
+    make_dataset(root / "test", [scenes[held_out]], test_per_class, frames, size, seed + 2)
     return {"train/val photos": list(seen), "test photo": [held_out]}
 
 
@@ -179,8 +228,10 @@ def generalize_flags() -> list[str]:
 
 
 def train_command(data: Path, out: Path, layout: str, frames: int, size: int, epochs: int, seed: int,
-                  workers: int, batch_size: int = 32, generalize: bool = True, baselines: bool = True) -> list[str]:
-    """The ``unireplknet train`` arguments of one run (layout and epochs are the only differences between runs)."""
+                  workers: int, batch_size: int = 32, generalize: bool = True, baselines: bool = True,
+                  extra_args: tuple[str, ...] = ()) -> list[str]:
+    """The ``unireplknet train`` arguments of one run (layout and epochs are the only differences between runs);
+    ``extra_args`` are appended (later flags win)."""
     return ["train", "--modality", "video", "--data", str(data), "--video-layout", layout,
             "--model", "custom", "--model-args", json.dumps(MODEL_ARGS, separators=(",", ":")), "--epochs", str(epochs),
             "--batch-size", str(batch_size), "--lr", "4e-3", "--warmup-epochs", "1",
@@ -188,7 +239,7 @@ def train_command(data: Path, out: Path, layout: str, frames: int, size: int, ep
             "--train-scale", "1", "1", "--hflip", "0", "--aa", "none", "--reprob", "0",
             "--eval-clips", "1", "--eval-crops", "1", *(generalize_flags() if generalize else []),
             "--frame-cache", str(data.parent / "frame_cache"), "--num-workers", str(workers), "--seed", str(seed),
-            "--baselines" if baselines else "--no-baselines", "--no-deploy", "-o", str(out)]
+            "--baselines" if baselines else "--no-baselines", "--no-deploy", "-o", str(out), *extra_args]
 
 
 def run_layout(data: Path, out: Path, layout: str, **kw: Any) -> dict[str, Any]:
@@ -226,6 +277,10 @@ def run(
     grid_epochs: Optional[int] = None,
     extra: bool = True,
     generalize: bool = True,
+    exclude: tuple[str, ...] = (),
+    extra_args: tuple[str, ...] = (),
+    textures: int = 0,
+    scene_scales: tuple[float, ...] = (),
 ) -> dict:
     """Generate the clips, train one run per layout through ``unireplknet train``; return their test numbers.
 
@@ -233,6 +288,9 @@ def run(
     for ``grid_epochs`` (``None``: ``epochs``; fewer for a reduced run, it costs about twice the time
     of ``diff`` per epoch here). ``extra`` adds :func:`extra_photos` to the training scenes; ``generalize``
     passes :func:`generalize_flags` (both on: ``False`` reproduces the earlier, scene-bound setting).
+    Development options (see :func:`make_splits`): ``exclude`` keeps scenes out of every split,
+    ``textures`` and ``scene_scales`` add training scenes, ``extra_args`` are appended to every
+    ``unireplknet train`` command.
     """
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -241,14 +299,14 @@ def run(
             root = Path(workdir or tmp)
             t0 = time.time()
             photos = make_splits(root / "clips", train_per_class, val_per_class, test_per_class, frames, size,
-                                 seed, held_out, extra)
+                                 seed, held_out, extra, exclude, textures, scene_scales)
             data_s = time.time() - t0
             runs = []
             for i, layout in enumerate(layouts):
                 n = grid_epochs if layout == "grid" and grid_epochs else epochs
                 runs.append(run_layout(root / "clips", root / "runs" / layout, layout, frames=frames, size=size,
                                        epochs=n, seed=seed, workers=workers, generalize=generalize,
-                                       baselines=i == 0))
+                                       baselines=i == 0, extra_args=extra_args))
             first = runs[0]["baselines"]
             for r in runs[1:]:
                 r["baselines"] = {**first, **r["baselines"]}  # the same splits: the first run's baselines
@@ -294,6 +352,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="train on the two other sample photos only (no matplotlib scenes)")
     parser.add_argument("--no-generalize", dest="generalize", action="store_false",
                         help="ImageNet normalisation and no photometric augmentation (the earlier setting)")
+    parser.add_argument("--exclude", default="",
+                        help="comma-separated scenes used nowhere (development runs that keep a test photo out)")
+    parser.add_argument("--train-args", default="",
+                        help="extra 'unireplknet train' flags appended to every run, e.g. \"--clip-blur 0.5\"")
+    parser.add_argument("--textures", type=int, default=0,
+                        help="procedural power-law textures added as training scenes (default 0)")
+    parser.add_argument("--scene-scales", default="",
+                        help="comma-separated factors: each training scene also resized by each (e.g. 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers (decoding happens there)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for training")
@@ -302,7 +368,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     a = parser.parse_args(argv)
     kw = dict(train_per_class=a.train_per_class, val_per_class=a.val_per_class, test_per_class=a.test_per_class,
               frames=a.frames, size=a.size, epochs=a.epochs, layouts=tuple(a.layouts.split(",")),
-              grid_epochs=a.grid_epochs or None, extra=a.extra, generalize=a.generalize)
+              grid_epochs=a.grid_epochs or None, extra=a.extra, generalize=a.generalize,
+              exclude=tuple(n for n in a.exclude.split(",") if n), extra_args=tuple(shlex.split(a.train_args)),
+              textures=a.textures, scene_scales=tuple(float(v) for v in a.scene_scales.split(",") if v))
     if a.quick:
         kw.update(QUICK)
     result = run(**kw, seed=a.seed, workers=a.workers, threads=a.threads, workdir=a.workdir, held_out=a.held_out)

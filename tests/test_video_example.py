@@ -80,3 +80,28 @@ def test_extra_scenes_are_real_images_and_the_test_photo_stays_unseen(tmp_path: 
     plain = ex.make_splits(tmp_path / "plain", 1, 1, 1, 4, 16, 0, held_out="flower", extra=False)
     assert plain["train/val photos"] == ["china", "grace_hopper"]
     assert ex.generalize_flags()[:2] == ["--clip-norm", "clip"]
+
+
+def test_procedural_textures_and_rescaled_scenes() -> None:
+    ex = _load_example()
+    tex = ex.power_law_textures(3, size=64, seed=0)
+    assert len(tex) == 3 and all(t.shape == (3, 64, 64) and 0 <= t.min() and t.max() <= 1 for t in tex.values())
+    again = ex.power_law_textures(3, size=64, seed=0)
+    assert all(torch.equal(tex[k], again[k]) for k in tex)  # deterministic
+    rough = [float((t[:, :, 1:] - t[:, :, :-1]).abs().mean()) for t in tex.values()]
+    assert rough[0] > rough[1] > rough[2]  # a larger spectral exponent is smoother
+    scenes = ex.rescaled_scenes({"a": torch.rand(3, 40, 60)}, (1.0, 2.0, 0.5))
+    assert {k: tuple(v.shape) for k, v in scenes.items()} == {"a@x2": (3, 80, 120), "a@x0.5": (3, 20, 30)}
+
+
+def test_development_splits_hold_out_any_scene_and_exclude_others(tmp_path: Path) -> None:
+    ex = _load_example()
+    photos = ex.make_splits(tmp_path, 1, 1, 1, 4, 16, 0, held_out="china", exclude=("flower",), textures=2,
+                            scene_scales=(2.0,))
+    seen = photos["train/val photos"]
+    assert photos["test photo"] == ["china"] and "china" not in seen and not any("flower" in s for s in seen)
+    assert "grace_hopper@x2" in seen and sum(s.startswith("texture") for s in seen) == 2
+    relief = ex.make_splits(tmp_path / "relief", 1, 1, 1, 4, 16, 0, held_out="relief")
+    assert relief["test photo"] == ["relief"] and "relief" not in relief["train/val photos"]
+    with pytest.raises(SystemExit):
+        ex.make_splits(tmp_path / "bad", 1, 1, 1, 4, 16, 0, held_out="china", exclude=("nope",))
