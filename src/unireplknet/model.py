@@ -434,12 +434,18 @@ class UniRepLKNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem and four stages: ``B x num_features x H/32 x W/32``."""
         self._check_input(x)
-        if self.training and x.dtype == torch.float32 and fast_path_applicable(x):
-            # fast training path: the stem's strided 3x3 convs train ~1.4x faster on channels-last input
-            x = x.contiguous(memory_format=torch.channels_last)
+        if not torch.jit.is_scripting():
+            if self.training and self._channels_last_stem(x):
+                # fast training path: the stem's strided 3x3 convs train ~1.4x faster on channels-last input
+                x = x.contiguous(memory_format=torch.channels_last)
         for down, stage in zip(self.downsample_layers, self.stages):
             x = stage(down(x))
         return x
+
+    @torch.jit.unused
+    def _channels_last_stem(self, x: torch.Tensor) -> bool:
+        """Whether the fast training path applies to this fp32 input (then the stem runs channels-last)."""
+        return x.dtype == torch.float32 and fast_path_applicable(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, LayerNorm and classify (``pre_logits``: stop before the classifier)."""
