@@ -445,7 +445,7 @@ class UniRepLKNet(nn.Module):
     @torch.jit.unused
     def _channels_last_stem(self, x: torch.Tensor) -> bool:
         """Whether the fast training path applies to this fp32 input (then the stem runs channels-last)."""
-        return x.dtype == torch.float32 and fast_path_applicable(x)
+        return fast_path_applicable(x) and x.dtype == torch.float32  # the check first: False under FX tracing
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, LayerNorm and classify (``pre_logits``: stop before the classifier)."""
