@@ -299,3 +299,17 @@ def test_unreadable_file_in_a_worker_is_one_line(tmp_path, capsys, monkeypatch):
     code = _train("image", data, tmp_path / "run", "--num-workers", "1", "--batch-size", "2")
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and victim.name in err[0], err
+
+
+def test_train_summary_counts_skipped_files(tmp_path):
+    """The classification command records the skipped unreadable files per split in summary.json, as the
+    segmentation and detection commands do (``skipped_files``)."""
+    data = make_layout("image", tmp_path / "data", "train_test")
+    _bad("image", data / "train" / "a", "truncated")
+    out = tmp_path / "run"
+    tiny = json.dumps({"depths": [1, 1, 1, 1], "dims": [8, 8, 8, 8], "kernel_sizes": [[3], [5], [5], [3]]})
+    assert main(["train", "--modality", "image", "--data", str(data), "-o", str(out), "--epochs", "1",
+                 "--max-train-steps", "1", "--model", "unireplknet_a", "--model-args", tiny, "--no-deploy",
+                 "--no-baselines", "--num-threads", "1", "--num-workers", "0"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped_files"] == {"train": 1}

@@ -154,6 +154,7 @@ def test_coco_split_folders_train_and_test(tmp_path, capsys):
     assert not (split_files["train"] & split_files["val"]) and not (split_files["test"] & (split_files["train"] | split_files["val"]))
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["test"]) == {"test"} and summary["test"]["test"]["n"] == 3
+    assert summary["skipped_files"] == {}
     assert set(summary["evaluation"]) == {"val", "test"}
     record = json.loads((out / "model.json").read_text())
     assert record["class_names"] == ["background", "cat", "dog"] and record["splits"] == {"train": 4, "val": 2, "test": 3}
@@ -212,3 +213,6 @@ def test_missing_image_file_is_skipped_or_an_error(tmp_path, capsys, caplog):
     assert sum(len(v) for v in skipped.values()) == 1
     assert len(s.train) == 3 and "img_4_0.png" not in {p.name for p, _, _ in s.train}
     assert any("unreadable" in r.getMessage() for r in caplog.records)
+    code, cap = _run(capsys, "--data", str(tmp_path / "d"), "-o", str(tmp_path / "skip"), *FAST)
+    assert code == 0, cap.err
+    assert json.loads((tmp_path / "skip" / "summary.json").read_text())["skipped_files"] == {"train": 1}

@@ -200,7 +200,9 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
             return {}
 
         def plan_record(_trainer: Any, _summary: dict) -> dict:
-            return {"plan": plan, "auto": auto_log, "splits": record["splits"]}
+            skipped = task.splits.skipped if task.splits is not None else {}
+            return {"plan": plan, "auto": auto_log, "splits": record["splits"],
+                    "skipped_files": {k: len(v) for k, v in skipped.items()}}
 
         trainer = Trainer(model, train_loader, val_loader, parts["loss_fn"], parts["evaluate_fn"], ecfg, out,
                           train_batch_transform=parts["train_batch_transform"], full_config=cfg,

@@ -643,7 +643,8 @@ def train_detection(args: argparse.Namespace) -> Dict[str, Any]:
             betas=tuple(econf.opt_betas), eps=econf.opt_eps)
         trainer.scheduler = engine.build_scheduler(trainer.optimizer, econf, trainer.updates_per_epoch, trainer.lr)
         summary = trainer.fit(resume=getattr(args, "resume", None))
-        summary.update(plan=plan, splits=record["splits"], classes=class_names)
+        summary.update(plan=plan, splits=record["splits"], classes=class_names,
+                       skipped_files=dict(cfg.get("skipped_files") or {}))
         if info.is_main:
             best = copy.deepcopy(trainer.model)
             best.load_state_dict(trainer.selected_model_weights())
