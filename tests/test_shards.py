@@ -192,6 +192,11 @@ else:  # load at another world size: DCP reshards
     assert set(full) == set(want) and all(torch.equal(full[k], want[k]) for k in want)
 dist.barrier()  # no rank tears the group down while another still writes (gloo aborts the late one)
 dist.destroy_process_group()
+# all work is done and checked: leave without interpreter teardown, where gloo's background threads can
+# still abort a rank under load ("terminate called without an active exception", exit -6 after success)
+import os
+sys.stdout.flush(); sys.stderr.flush()
+os._exit(0)
 """
 
 
