@@ -152,6 +152,23 @@ class ShardCodec:
     stream: bool = True
     hf_columns: tuple[str, ...] = ()
 
+    def map_task(self, args: argparse.Namespace, sets: dict[str, Any], classes: list[str],
+                 fields: dict[str, Any]) -> TaskData:
+        """The :class:`TaskData` of map-style splits ``sets`` (``train``, ``val`` and test splits, items
+        ``(raw sample, class index)``, shards or Hugging Face rows): ``tasks`` when the modality has it, else
+        ``dataset`` or ``transform`` over each split; ``fields`` from :attr:`fields` without ``meta``."""
+        if self.tasks is not None:
+            return self.tasks(args, sets, classes)
+
+        def wrap(ds: Any, train: bool) -> Dataset:
+            if self.dataset is not None:
+                return self.dataset(args, ds, train)
+            return ds.subset(range(len(ds)), self.transform(args, train))
+
+        return TaskData(train=wrap(sets["train"], True), val=wrap(sets["val"], False),
+                        tests={n: wrap(d, False) for n, d in sets.items() if n not in ("train", "val")},
+                        num_classes=len(classes), class_names=classes, **fields)
+
 
 def _with_shards(build: Callable[[argparse.Namespace], TaskData], codec: ShardCodec,
                  name: str) -> Callable[[argparse.Namespace], TaskData]:

@@ -542,17 +542,7 @@ def codec_hf_task_data(args: argparse.Namespace, codec: Any, modality: str = "")
     sets = {r: HFRowDataset(_undecoded(ds, col), idx, col, lab, names, decode, None, name)
             for r, (ds, idx, lab, name) in raw.items()}
     plan = _map_plan(sets, names, sources, [int(x) for x in sets["train"].labels])
-    if codec.tasks is not None:
-        task = codec.tasks(args, sets, names)
-    else:
-        def wrap(ds: HFRowDataset, train: bool) -> Dataset:
-            if codec.dataset is not None:
-                return codec.dataset(args, ds, train)
-            return ds.subset(range(len(ds)), codec.transform(args, train))
-
-        task = TaskData(train=wrap(sets["train"], True), val=wrap(sets["val"], False),
-                        tests={r: wrap(d, False) for r, d in sets.items() if r not in ("train", "val")},
-                        num_classes=len(names), class_names=names, **fields)
+    task = codec.map_task(args, sets, names, fields)
     task.meta = {**meta, **task.meta, "source": str(data), "format": "huggingface",
                  "plan": plan + list(task.meta.get("plan_extra", []))}
     return task

@@ -925,17 +925,7 @@ def codec_task_data(args: argparse.Namespace, codec: Any, modality: str = "") ->
         fmt = "shards (streaming)"
     else:
         raw, classes, plan = map_splits(args, codec.keys, decode)
-        if codec.tasks is not None:
-            task = codec.tasks(args, raw, classes)
-        else:
-            def wrap(ds: ShardDataset, train: bool) -> Dataset:
-                if codec.dataset is not None:
-                    return codec.dataset(args, ds, train)
-                return ds.subset(range(len(ds)), codec.transform(args, train))
-
-            task = TaskData(train=wrap(raw["train"], True), val=wrap(raw["val"], False),
-                            tests={n: wrap(d, False) for n, d in raw.items() if n not in ("train", "val")},
-                            num_classes=len(classes), class_names=classes, **fields)
+        task = codec.map_task(args, raw, classes, fields)
         fmt = "shards"
     task.meta = {**meta, **task.meta, "source": str(data), "format": fmt, "plan": plan + list(task.meta.get("plan_extra", []))}
     return task
