@@ -486,3 +486,25 @@ def test_workspace_limit_and_release() -> None:
             ft.set_workspace_limit(-1)
     finally:
         ft.set_workspace_limit(512 * 2 ** 20)
+
+
+def test_fp32_feature_backbone_matches_plain() -> None:
+    """The dense-task backbone (UniRepLKNetFeatures) takes the same channels-last stem in fp32 training."""
+    from unireplknet.model import UniRepLKNetFeatures
+
+    feats = UniRepLKNetFeatures(_fp32_tiny(seed=5)).train()
+    plain = copy.deepcopy(feats)
+    x = torch.randn(2, 3, 64, 48)
+    outs = []
+    for module, fast in ((feats, True), (plain, False)):
+        xi = x.clone().requires_grad_()
+        with fast_training(fast):
+            ys = module(xi)
+            sum((y * torch.randn(y.shape, generator=torch.Generator().manual_seed(i))).sum()
+                for i, y in enumerate(ys)).backward()
+        outs.append((ys, xi.grad))
+    (ys1, g1), (ys2, g2) = outs
+    assert all(_rel(a, b) < 1e-4 for a, b in zip(ys1, ys2)) and _rel(g1, g2) < 1e-4
+    floor = 1e-3 * max(p.grad.abs().max().item() for p in plain.parameters())
+    for (n, p1), p2 in zip(feats.named_parameters(), plain.parameters()):
+        assert (p1.grad - p2.grad).abs().max() < 1e-4 * max(p2.grad.abs().max().item(), floor), n

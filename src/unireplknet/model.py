@@ -102,6 +102,14 @@ def _bn(use_sync_bn: bool) -> type:
     return nn.SyncBatchNorm if use_sync_bn else nn.BatchNorm2d
 
 
+def _fast_train_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` channels-last when the fast training path applies to this fp32 input: the stem's strided 3x3
+    convs train ~1.4x faster that way (same function); else ``x``. Call only in training mode."""
+    if fast_path_applicable(x) and x.dtype == torch.float32:  # the check first: False under FX tracing
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 class UniRepLKNetBlock(nn.Module):
     """``x + DropPath(gamma * FFN(SE(BN(DWConv(x)))))``.
 
@@ -435,17 +443,11 @@ class UniRepLKNet(nn.Module):
         """Stem and four stages: ``B x num_features x H/32 x W/32``."""
         self._check_input(x)
         if not torch.jit.is_scripting():
-            if self.training and self._channels_last_stem(x):
-                # fast training path: the stem's strided 3x3 convs train ~1.4x faster on channels-last input
-                x = x.contiguous(memory_format=torch.channels_last)
+            if self.training:
+                x = _fast_train_layout(x)
         for down, stage in zip(self.downsample_layers, self.stages):
             x = stage(down(x))
         return x
-
-    @torch.jit.unused
-    def _channels_last_stem(self, x: torch.Tensor) -> bool:
-        """Whether the fast training path applies to this fp32 input (then the stem runs channels-last)."""
-        return fast_path_applicable(x) and x.dtype == torch.float32  # the check first: False under FX tracing
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, LayerNorm and classify (``pre_logits``: stop before the classifier)."""
@@ -476,6 +478,8 @@ class UniRepLKNet(nn.Module):
         if output_fmt != "NCHW":
             raise ValueError(f"only output_fmt='NCHW' is supported, got {output_fmt!r}")
         self._check_input(x)
+        if self.training:  # torch.jit.ignore'd method: never scripted
+            x = _fast_train_layout(x)
         take = _resolve_indices(indices, len(self.stages))
         last = max(take) if (stop_early or intermediates_only) else len(self.stages) - 1
         intermediates = []
@@ -613,6 +617,9 @@ class UniRepLKNetFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         check_input(x, self.in_chans)
+        if not torch.jit.is_scripting():
+            if self.training:
+                x = _fast_train_layout(x)
         outs: List[torch.Tensor] = []
         for i, (down, stage) in enumerate(zip(self.downsample_layers, self.stages)):
             x = stage(down(x))
