@@ -127,36 +127,30 @@ class _Workspace(threading.local):
         buf = self.buffers.pop(key, None)
         if buf is None:
             buf = make()
-            size = buf.numel() * buf.element_size()
+            total = buf.nbytes + sum(b.nbytes for b in self.buffers.values())
             for old in list(self.buffers):  # oldest first: dicts keep insertion order
-                if size + sum(b.numel() * b.element_size() for b in self.buffers.values()) <= self.limit:
+                if total <= self.limit:
                     break
-                del self.buffers[old]
+                total -= self.buffers.pop(old).nbytes
         self.buffers[key] = buf  # most recently used last
         return buf
 
-    def empty_like(self, x: torch.Tensor, tag: str) -> torch.Tensor:
-        """An uninitialised tensor shaped like ``x``, channels-last when ``x`` is (else contiguous)."""
-        fmt = _CL if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=_CL) \
-            else torch.contiguous_format
-
-        def make() -> torch.Tensor:
-            return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
-
-        if self.limit <= 0:
-            return make()
-        return self._get((tag, tuple(x.shape), x.dtype, x.device, fmt), make)
-
-    def empty(self, shape: Sequence[int], like: torch.Tensor, tag: str) -> torch.Tensor:
-        """An uninitialised contiguous tensor of ``shape`` with ``like``'s dtype and device."""
+    def empty(self, shape: Sequence[int], like: torch.Tensor, tag: str,
+              memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+        """An uninitialised tensor of ``shape`` with ``like``'s dtype and device (contents undefined)."""
         shape = tuple(int(v) for v in shape)
 
         def make() -> torch.Tensor:
-            return torch.empty(shape, dtype=like.dtype, device=like.device)
+            return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
 
         if self.limit <= 0:
             return make()
-        return self._get((tag, shape, like.dtype, like.device), make)
+        return self._get((tag, shape, like.dtype, like.device, memory_format), make)
+
+    def empty_like(self, x: torch.Tensor, tag: str) -> torch.Tensor:
+        """:meth:`empty` shaped like ``x``, channels-last when ``x`` is (else contiguous)."""
+        cl = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=_CL)
+        return self.empty(x.shape, x, tag, _CL if cl else torch.contiguous_format)
 
     def padded(self, x: torch.Tensor, pad: int, memory_format: torch.memory_format) -> torch.Tensor:
         """``F.pad(x, (pad,) * 4)`` in ``memory_format``, written into a reused zero-bordered buffer."""
@@ -187,11 +181,6 @@ def release_workspace() -> None:
     WORKSPACE.buffers.clear()
 
 
-def _padded(x: torch.Tensor, pad: int, memory_format: torch.memory_format) -> torch.Tensor:
-    """Zero-padded copy of ``x`` (all four sides) in ``memory_format``; see :class:`_Workspace`."""
-    return WORKSPACE.padded(x, pad, memory_format)
-
-
 def _conv_fwd(x: torch.Tensor, weight: torch.Tensor, dilation: int) -> torch.Tensor:
     """Stride-1 'same' depthwise conv of a channels-last ``x`` (output channels-last)."""
     k = weight.shape[-1]
@@ -199,7 +188,7 @@ def _conv_fwd(x: torch.Tensor, weight: torch.Tensor, dilation: int) -> torch.Ten
     channels = x.shape[1]
     if dilation == 1:
         return F.conv2d(x, weight, padding=pad, groups=channels)
-    xp = _padded(x, pad, _fmt(x))
+    xp = WORKSPACE.padded(x, pad, _fmt(x))
     return F.conv2d(xp, weight, dilation=dilation, groups=channels)
 
 
@@ -212,7 +201,7 @@ def _conv_grad_weight(x_nchw: torch.Tensor, grad: torch.Tensor, k: int, dilation
     """Weight gradient ``(C, 1, k, k)`` of :func:`_conv_fwd` from an NCHW-contiguous input and its output grad."""
     n, c, h, w = x_nchw.shape
     pad = dilation * (k - 1) // 2
-    xp = _padded(x_nchw, pad, torch.contiguous_format).view(1, n * c, h + 2 * pad, w + 2 * pad)
+    xp = WORKSPACE.padded(x_nchw, pad, torch.contiguous_format).view(1, n * c, h + 2 * pad, w + 2 * pad)
     g = grad.contiguous().reshape(n * c, 1, h, w)
     gw = F.conv2d(xp, g, stride=dilation, groups=n * c)  # (1, N*C, k, k)
     return gw.reshape(n, c, k, k).sum(0).unsqueeze(1)
