@@ -185,7 +185,7 @@ def make_dataset(root: Path, photos: list[torch.Tensor], per_class: int, frames:
 def make_splits(root: Path, train_per_class: int, val_per_class: int, test_per_class: int, frames: int, size: int,
                 seed: int, held_out: Optional[str] = None, extra: bool = True,
                 exclude: tuple[str, ...] = (), textures: int = 0,
-                scene_scales: tuple[float, ...] = ()) -> dict[str, list[str]]:
+                scene_scales: tuple[float, ...] = (), val_scene: Optional[str] = None) -> dict[str, list[str]]:
     """``root/{train,val,test}/<motion>/*.mp4``: train and val from the training photos, test from a held-out one.
 
     The held-out photo (default: ``grace_hopper`` when matplotlib ships it, else ``flower``) is never
@@ -193,19 +193,26 @@ def make_splits(root: Path, train_per_class: int, val_per_class: int, test_per_c
     ``extra`` the scenes of :func:`extra_photos` join the training photos (more varied scenes to learn
     motion on). Any scene may be held out (a development scene, e.g. ``relief``); the scenes named in
     ``exclude`` are used nowhere (development runs that keep a final test photo out entirely).
+    ``val_scene``: the val clips come from this scene alone, and it is left out of training (so the
+    epoch is selected on a scene the model did not train on); default: val from the training scenes.
     """
     photos = load_photos()
     scenes = {**photos, **(extra_photos() if extra else {})}
     held_out = held_out or ("grace_hopper" if "grace_hopper" in photos else "flower")
-    for name in (held_out, *exclude):
+    for name in (held_out, *exclude, *([val_scene] if val_scene else [])):
         if name not in scenes:
             raise SystemExit(f"unknown scene {name!r}; available: {', '.join(scenes)}")
-    seen = {name: p for name, p in scenes.items() if name != held_out and name not in exclude}
+    if val_scene in (held_out, *exclude):
+        raise SystemExit(f"the val scene {val_scene!r} is held out or excluded")
+    seen = {name: p for name, p in scenes.items() if name not in (held_out, val_scene) and name not in exclude}
     seen.update(rescaled_scenes(seen, scene_scales))
     seen.update(power_law_textures(textures, seed=seed))
     make_dataset(root / "train", list(seen.values()), train_per_class, frames, size, seed)
-    make_dataset(root / "val", list(seen.values()), val_per_class, frames, size, seed + 1)
+    val = [scenes[val_scene]] if val_scene else list(seen.values())
+    make_dataset(root / "val", val, val_per_class, frames, size, seed + 1)
     make_dataset(root / "test", [scenes[held_out]], test_per_class, frames, size, seed + 2)
+    if val_scene:
+        return {"train photos": list(seen), "val photo": [val_scene], "test photo": [held_out]}
     return {"train/val photos": list(seen), "test photo": [held_out]}
 
 
@@ -281,6 +288,7 @@ def run(
     extra_args: tuple[str, ...] = (),
     textures: int = 0,
     scene_scales: tuple[float, ...] = (),
+    val_scene: Optional[str] = None,
 ) -> dict:
     """Generate the clips, train one run per layout through ``unireplknet train``; return their test numbers.
 
@@ -289,7 +297,8 @@ def run(
     of ``diff`` per epoch here). ``extra`` adds :func:`extra_photos` to the training scenes; ``generalize``
     passes :func:`generalize_flags` (both on: ``False`` reproduces the earlier, scene-bound setting).
     Development options (see :func:`make_splits`): ``exclude`` keeps scenes out of every split,
-    ``textures`` and ``scene_scales`` add training scenes, ``extra_args`` are appended to every
+    ``textures`` and ``scene_scales`` add training scenes, ``val_scene`` draws val from one scene left
+    out of training, ``extra_args`` are appended to every
     ``unireplknet train`` command.
     """
     old_threads = torch.get_num_threads()
@@ -299,7 +308,7 @@ def run(
             root = Path(workdir or tmp)
             t0 = time.time()
             photos = make_splits(root / "clips", train_per_class, val_per_class, test_per_class, frames, size,
-                                 seed, held_out, extra, exclude, textures, scene_scales)
+                                 seed, held_out, extra, exclude, textures, scene_scales, val_scene)
             data_s = time.time() - t0
             runs = []
             for i, layout in enumerate(layouts):
@@ -360,6 +369,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="procedural power-law textures added as training scenes (default 0)")
     parser.add_argument("--scene-scales", default="",
                         help="comma-separated factors: each training scene also resized by each (e.g. 2)")
+    parser.add_argument("--val-scene", default=None,
+                        help="draw the val clips from this scene alone and leave it out of training "
+                             "(epoch selection on an unseen scene; default: val from the training scenes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers (decoding happens there)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for training")
@@ -370,7 +382,8 @@ def main(argv: Optional[list[str]] = None) -> int:
               frames=a.frames, size=a.size, epochs=a.epochs, layouts=tuple(a.layouts.split(",")),
               grid_epochs=a.grid_epochs or None, extra=a.extra, generalize=a.generalize,
               exclude=tuple(n for n in a.exclude.split(",") if n), extra_args=tuple(shlex.split(a.train_args)),
-              textures=a.textures, scene_scales=tuple(float(v) for v in a.scene_scales.split(",") if v))
+              textures=a.textures, scene_scales=tuple(float(v) for v in a.scene_scales.split(",") if v),
+              val_scene=a.val_scene)
     if a.quick:
         kw.update(QUICK)
     result = run(**kw, seed=a.seed, workers=a.workers, threads=a.threads, workdir=a.workdir, held_out=a.held_out)

@@ -1,7 +1,7 @@
 """Video clips as backbone-ready images, and clip-consistent augmentation.
 
 A clip is a ``T x C x H x W`` tensor (frames first). UniRepLKNet sees a video
-as one ``C' x H' x W'`` image; four layouts are offered, all invertible:
+as one ``C' x H' x W'`` image; five layouts are offered, all invertible:
 
 * ``"grid"`` (the paper's description): frame ``t`` is tiled at grid cell
   ``(t // cols, t % cols)``; 16 frames of 224² in a 4 x 4 grid give one
@@ -22,6 +22,11 @@ as one ``C' x H' x W'`` image; four layouts are offered, all invertible:
   consecutive differences ``frame[t+1] - frame[t]``: ``(2T-1)*C`` channels. The
   inflated stem gives the difference channels zero weights (a static clip has
   zero differences anyway), so the same equality holds.
+* ``"flow"``: the ``T*C`` frame channels followed by ``2(T-1)`` normal-flow
+  channels (``u, v`` for each consecutive pair, :func:`normal_flow`): a motion
+  signal in pixels that does not depend on the scene's contrast the way raw
+  differences do. The inflated stem gives the flow channels zero weights (a
+  static clip has zero flow), so the same equality holds.
 
 The augmentation draws its random parameters once per clip and applies them to
 every frame, so motion between frames is preserved: the crop and flip, RandAugment,
@@ -55,6 +60,9 @@ __all__ = [
     "unstack_channels",
     "diff_channels",
     "undiff_channels",
+    "normal_flow",
+    "flow_channels",
+    "unflow_channels",
     "inflate_stem_weight",
     "grid_shape",
     "tile_frames",
@@ -76,9 +84,12 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-LAYOUTS = ("grid", "reshape", "channels", "diff")
+LAYOUTS = ("grid", "reshape", "channels", "diff", "flow")
 #: layouts that keep frames pixel-aligned as channels (the stem is widened).
-CHANNEL_LAYOUTS = ("channels", "diff")
+CHANNEL_LAYOUTS = ("channels", "diff", "flow")
+#: normal flow: the regulariser ``e`` as a fraction of the clip's RMS gradient, and the clamp in pixels.
+FLOW_EPS = 0.1
+FLOW_CLAMP = 4.0
 #: clip normalisations: the data set's mean/std (ImageNet), or each clip's own statistics.
 NORMS = ("imagenet", "clip")
 
@@ -190,6 +201,8 @@ def layout_channels(layout: str, num_frames: int, channels: int = 3) -> int:
         return num_frames * channels
     if layout == "diff":
         return (2 * num_frames - 1) * channels
+    if layout == "flow":
+        return num_frames * channels + 2 * (num_frames - 1)
     raise ValueError(f"unknown frame layout {layout!r}; choose one of {LAYOUTS}")
 
 
@@ -227,11 +240,62 @@ def undiff_channels(image: torch.Tensor, num_frames: int) -> torch.Tensor:
     return image[..., : num_frames * c, :, :].unflatten(-3, (num_frames, c))
 
 
+def normal_flow(clip: torch.Tensor, eps: float = FLOW_EPS, clamp: float = FLOW_CLAMP) -> torch.Tensor:
+    """Normal flow between consecutive frames: ``[B x] T x C x H x W`` -> ``[B x] (T-1) x 2 x H x W`` (``u, v``).
+
+    On grey values (the mean over ``C``), for each pair ``I0, I1``: ``I_t = I1 - I0``, ``g`` the
+    central-difference gradient of ``(I0 + I1) / 2`` (replicate border), and
+    ``flow = -I_t * g / (|g|^2 + e^2)`` (brightness constancy: the flow component along the gradient),
+    in pixels per frame, ``u`` along the width (right positive), ``v`` along the height (down positive).
+    ``e = eps * RMS(|g|)`` over the clip, so scaling the clip's contrast (or adding an offset) does not
+    change the result; the flow is clamped to ``[-clamp, clamp]`` pixels.
+    """
+    _check_clip(clip)
+    batched = clip.dim() == 5
+    x = clip if batched else clip.unsqueeze(0)
+    x = x.float().mean(dim=2)  # B x T x H x W, grey
+    b, t, h, w = x.shape
+    if t < 2:
+        out = x.new_zeros(b, 0, 2, h, w)
+        return out if batched else out[0]
+    i_t = x[:, 1:] - x[:, :-1]
+    avg = 0.5 * (x[:, 1:] + x[:, :-1])
+    pad = F.pad(avg.reshape(b * (t - 1), 1, h, w), (1, 1, 1, 1), mode="replicate").reshape(b, t - 1, h + 2, w + 2)
+    gx = 0.5 * (pad[..., 1:-1, 2:] - pad[..., 1:-1, :-2])
+    gy = 0.5 * (pad[..., 2:, 1:-1] - pad[..., :-2, 1:-1])
+    g2 = gx * gx + gy * gy
+    e2 = (eps * eps) * g2.mean(dim=(1, 2, 3), keepdim=True) + 1e-12
+    scale = -i_t / (g2 + e2)
+    out = torch.stack([scale * gx, scale * gy], dim=2).clamp(-clamp, clamp)
+    return out if batched else out[0]
+
+
+def flow_channels(clip: torch.Tensor) -> torch.Tensor:
+    """``[B x] T x C x H x W`` -> ``[B x] (T*C + 2(T-1)) x H x W``: the stacked frames (as float), then
+    :func:`normal_flow` (``u_0, v_0, u_1, v_1, ...``; pair ``t`` is frames ``t`` and ``t+1``)."""
+    _check_clip(clip)
+    frames = clip.flatten(-4, -3)
+    dtype = frames.dtype if frames.is_floating_point() else torch.float32
+    flow = normal_flow(clip).to(dtype).flatten(-4, -3)
+    return torch.cat([frames.to(dtype), flow], dim=-3)
+
+
+def unflow_channels(image: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Inverse of :func:`flow_channels` (the frames; the flow channels are derived from them)."""
+    c_all = image.shape[-3]
+    rest = c_all - 2 * (num_frames - 1)
+    if num_frames < 1 or rest < num_frames or rest % num_frames:
+        raise ValueError(f"{c_all} channels are not T*C + 2(T-1) for T={num_frames}")
+    c = rest // num_frames
+    return image[..., : num_frames * c, :, :].unflatten(-3, (num_frames, c))
+
+
 def inflate_stem_weight(weight: torch.Tensor, num_frames: int, layout: str = "channels") -> torch.Tensor:
     """Inflate a 2-D stem kernel ``out x C x k x k`` for a channel layout of ``num_frames`` frames.
 
     ``channels``: the kernel repeated once per frame and divided by ``T`` (``out x T*C x k x k``);
-    ``diff``: the same for the frame channels, zeros for the ``(T-1)*C`` difference channels.
+    ``diff``: the same for the frame channels, zeros for the ``(T-1)*C`` difference channels;
+    ``flow``: the same, zeros for the ``2(T-1)`` flow channels.
     On a static clip (every frame equal) the inflated stem computes exactly what the 2-D stem
     computes on one frame (the documented scaling: the ``1/T`` makes the sum over frames a mean).
     ``grid`` and ``reshape`` return the kernel unchanged.
@@ -248,6 +312,9 @@ def inflate_stem_weight(weight: torch.Tensor, num_frames: int, layout: str = "ch
     if layout == "diff":
         zeros = weight.new_zeros(weight.shape[0], weight.shape[1] * (num_frames - 1), *weight.shape[2:])
         return torch.cat([frames, zeros], dim=1)
+    if layout == "flow":
+        zeros = weight.new_zeros(weight.shape[0], 2 * (num_frames - 1), *weight.shape[2:])
+        return torch.cat([frames, zeros], dim=1)
     raise ValueError(f"unknown frame layout {layout!r}; choose one of {LAYOUTS}")
 
 
@@ -263,6 +330,8 @@ def frames_to_image(
         return stack_channels(clip)
     if layout == "diff":
         return diff_channels(clip)
+    if layout == "flow":
+        return flow_channels(clip)
     raise ValueError(f"unknown frame layout {layout!r}; choose one of {LAYOUTS}")
 
 
@@ -282,6 +351,8 @@ def image_to_frames(
         return unstack_channels(image, num_frames)
     if layout == "diff":
         return undiff_channels(image, num_frames)
+    if layout == "flow":
+        return unflow_channels(image, num_frames)
     raise ValueError(f"unknown frame layout {layout!r}; choose one of {LAYOUTS}")
 
 
