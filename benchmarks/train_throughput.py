@@ -167,8 +167,8 @@ def main() -> int:
     p.add_argument("--mem-mmap-threshold", type=int, default=0,
                    help="also measure peak memory with glibc's MALLOC_MMAP_THRESHOLD_ fixed to this many bytes "
                         "(e.g. 1048576): without heap fragmentation, which the default dynamic threshold allows")
-    p.add_argument("--drb-recompute", default="large", choices=["true", "false", "large"],
-                   help="Dilated Reparam Block fast path: which branch outputs backward recomputes (default large)")
+    p.add_argument("--drb-recompute", default="dilated", choices=["true", "false", "large", "dilated"],
+                   help="Dilated Reparam Block fast path: which branch outputs backward recomputes (default dilated)")
     p.add_argument("--no-fused-optimizer", action="store_true",
                    help="per-parameter AdamW loop for every model (default: fused AdamW except for ':plain' rows)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_throughput.json"))

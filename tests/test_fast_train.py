@@ -376,7 +376,7 @@ def test_bn_se_without_linear(channels_last: bool) -> None:
     assert _rel(bn.running_var, bn2.running_var) < TOL and torch.equal(bn.num_batches_tracked, bn2.num_batches_tracked)
 
 
-@pytest.mark.parametrize("policy", [False, True])
+@pytest.mark.parametrize("policy", [False, True, "large", "dilated"])
 def test_drb_recompute_policies(policy) -> None:
     torch.manual_seed(0)
     block = DilatedReparamBlock(3, 13).double().train()
@@ -386,7 +386,7 @@ def test_drb_recompute_policies(policy) -> None:
     try:
         _compare(block, plain, torch.randn(2, 3, 15, 12, dtype=torch.float64), steps=2)
     finally:
-        ft.set_drb_recompute("large")
+        ft.set_drb_recompute("dilated")
     with pytest.raises(ValueError):
         ft.set_drb_recompute("some")
 

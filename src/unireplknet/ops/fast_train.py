@@ -15,9 +15,11 @@ function and the same gradients with forward convolutions only:
 
 :func:`dilated_reparam_train` runs all branches of a Dilated Reparam Block and their training-mode
 BatchNorms in one autograd node. It saves the block input, the per-branch batch statistics and (by
-default, ``recompute="large"``) the outputs of the branches with kernels of 7 taps and more; the small
-dilated branches are recomputed in the backward pass, so the block keeps three activations alive
-instead of the plain path's seven (``recompute=True``: one; :func:`set_drb_recompute`). BatchNorm uses
+default, ``recompute="dilated"``) the outputs of the branches that are large (7 taps and more) or dilated;
+only the small undilated kernel (5x5 in the 13x13 block) is recomputed in the backward pass, where it needs
+no padded copy. A 13x13 block then keeps six activations alive, the plain path seven (``"large"``: three,
+``recompute=True``: one; :func:`set_drb_recompute`): the default trades memory for speed (T trains ~1.5%
+faster than with ``"large"``, its peak memory at batch 32 is ~10% higher; BENCHMARKS.md). BatchNorm uses
 the native kernels (``native_batch_norm`` and its backward), so outputs and running-statistic updates
 are those of ``nn.BatchNorm2d``.
 
@@ -42,7 +44,8 @@ __all__ = [
     "depthwise_conv2d_train", "dilated_reparam_train", "grn_train", "channel_sq_norm", "spatial_dot",
 ]
 
-_STATE: dict = {"enabled": True, "recompute": "large"}
+_STATE: dict = {"enabled": True, "recompute": "dilated"}
+_POLICIES = (True, False, "large", "dilated")
 _LOCK = threading.Lock()
 _CL = torch.channels_last
 
@@ -54,9 +57,10 @@ def set_fast_training(enabled: bool) -> None:
 
 
 def set_drb_recompute(policy: Union[bool, str]) -> None:
-    """Default ``recompute`` policy of :func:`dilated_reparam_train` (``True``, ``False`` or ``"large"``)."""
-    if policy not in (True, False, "large"):
-        raise ValueError(f"policy must be True, False or 'large', got {policy!r}")
+    """Default ``recompute`` policy of :func:`dilated_reparam_train`: ``True``, ``False``, ``"large"`` or
+    ``"dilated"`` (the initial default)."""
+    if policy not in _POLICIES:
+        raise ValueError(f"policy must be True, False, 'large' or 'dilated', got {policy!r}")
     with _LOCK:
         _STATE["recompute"] = policy
 
@@ -334,17 +338,21 @@ def dilated_reparam_train(
     its ``num_batches_tracked`` and running statistics are updated exactly as its own forward would.
     ``recompute``: ``True`` recomputes every branch output in backward instead of keeping it (memory vs
     ~1/3 more conv time), ``False`` keeps them all, ``"large"`` keeps the outputs of the branches with
-    kernels of 7 taps and more (the costly ones to recompute) and recomputes the small ones; ``None``
-    uses the module default (:func:`set_drb_recompute`, initially ``"large"``).
+    kernels of 7 taps and more (the costly ones to recompute) and recomputes the small ones, ``"dilated"``
+    also keeps the small dilated ones (their recompute needs a padded copy of the input) and recomputes
+    only small undilated kernels; ``None`` uses the module default (:func:`set_drb_recompute`, initially
+    ``"dilated"``).
     """
     if recompute is None:
         recompute = _STATE["recompute"]
     if recompute == "large":
         keep = tuple(int(w.shape[-1]) >= 7 for w in weights)
+    elif recompute == "dilated":
+        keep = tuple(int(w.shape[-1]) >= 7 or int(d) > 1 for w, d in zip(weights, dilations))
     elif isinstance(recompute, bool):
         keep = (not recompute,) * len(weights)
     else:
-        raise ValueError(f"recompute must be True, False or 'large', got {recompute!r}")
+        raise ValueError(f"recompute must be True, False, 'large' or 'dilated', got {recompute!r}")
     factors = []
     for bn in bns:
         factor = 0.0 if bn.momentum is None else bn.momentum
