@@ -15,14 +15,15 @@ first run also fits the simple baselines on the same splits (logistic regression
 optical-flow-like frame-difference features, on the first frame alone, on pooled
 pixels) and prints them beside the model.
 
-    python examples/video_motion.py                     # diff layout, then grid (CPU minutes)
-    python examples/video_motion.py --layouts diff      # one run
+    python examples/video_motion.py                     # flow layout, then grid (CPU minutes)
+    python examples/video_motion.py --layouts flow      # one run
     python examples/video_motion.py --quick             # the reduced pipeline run of the tests
-    python examples/video_motion.py --layouts diff --held-out china --exclude flower --textures 4
+    python examples/video_motion.py --layouts flow --held-out china --exclude flower --textures 4
         # a development run: another scene held out, flower used nowhere, 4 procedural training textures
 
-Layouts: ``diff`` stacks the frames as channels (pixel-aligned) and adds the
-consecutive differences; ``grid`` is the paper's tiling (frames side by side).
+Layouts: ``flow`` (``auto``'s choice) stacks the frames as channels (pixel-aligned) and adds the normal
+flow of consecutive frames; ``diff`` adds the consecutive differences instead; ``grid`` is the paper's
+tiling (frames side by side).
 """
 from __future__ import annotations
 
@@ -216,7 +217,7 @@ def make_splits(root: Path, train_per_class: int, val_per_class: int, test_per_c
     return {"train/val photos": list(seen), "test photo": [held_out]}
 
 
-#: the small UniRepLKNet of the example: kernels 13/7/7/3, dims 32-256 (1.3 M parameters with the diff stem).
+#: the small UniRepLKNet of the example: kernels 13/7/7/3, dims 32-256 (1.3 M parameters with the flow stem).
 MODEL_ARGS = {"depths": [1, 1, 2, 1], "dims": [32, 64, 128, 256], "kernel_sizes": [[13], [7], [7, 7], [3]]}
 
 
@@ -279,7 +280,7 @@ def run(
     workers: int = 1,
     threads: int = 1,
     workdir: Optional[Path] = None,
-    layouts: tuple[str, ...] = ("diff", "grid"),
+    layouts: tuple[str, ...] = ("flow", "grid"),
     held_out: Optional[str] = None,
     grid_epochs: Optional[int] = None,
     extra: bool = True,
@@ -294,7 +295,7 @@ def run(
 
     The first layout fits the baselines; later runs use the same splits and skip them. ``grid`` trains
     for ``grid_epochs`` (``None``: ``epochs``; fewer for a reduced run, it costs about twice the time
-    of ``diff`` per epoch here). ``extra`` adds :func:`extra_photos` to the training scenes; ``generalize``
+    of ``flow`` per epoch here). ``extra`` adds :func:`extra_photos` to the training scenes; ``generalize``
     passes :func:`generalize_flags` (both on: ``False`` reproduces the earlier, scene-bound setting).
     Development options (see :func:`make_splits`): ``exclude`` keeps scenes out of every split,
     ``textures`` and ``scene_scales`` add training scenes, ``val_scene`` draws val from one scene left
@@ -342,7 +343,7 @@ def format_results(result: dict) -> str:
 
 
 # The reduced run of the tests: the whole pipeline on a few clips (learning checked by the slow test).
-QUICK = dict(train_per_class=4, val_per_class=2, test_per_class=2, frames=8, size=24, epochs=1, layouts=("diff",))
+QUICK = dict(train_per_class=4, val_per_class=2, test_per_class=2, frames=8, size=24, epochs=1, layouts=("flow",))
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -353,7 +354,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=32, help="frame side in pixels")
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--layouts", default="diff,grid", help="comma-separated --video-layout values, one run each")
+    parser.add_argument("--layouts", default="flow,grid", help="comma-separated --video-layout values, one run each")
     parser.add_argument("--held-out", default=None, help="photo kept for the test split (default grace_hopper)")
     parser.add_argument("--grid-epochs", type=int, default=0,
                         help="epochs of the grid run, fewer for a reduced run (default 0: --epochs)")

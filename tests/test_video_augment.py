@@ -163,7 +163,7 @@ def test_auto_turns_on_the_generalising_options_only_without_pretrained_weights(
         clip = _moving_clip(t=12, size=32, seed=ord(label)).permute(0, 2, 3, 1).numpy()
         vd.write_video(tmp_path / label / "0.mp4", clip, fps=4)
     scratch = auto_config({"data": str(tmp_path), "device": "cpu"})
-    assert scratch["layout"][0] == "diff" and scratch["clip_norm"][0] == "clip"
+    assert scratch["layout"][0] == "flow" and scratch["clip_norm"][0] == "clip"
     assert {k: v[0] for k, v in GENERALIZE.items()}.items() <= {k: v[0] for k, v in scratch.items()}.items()
     assert scratch["clip_jitter"][0] > 0 and scratch["clip_noise"][0] > 0
     pretrained = auto_config({"data": str(tmp_path), "device": "cpu", "pretrained": True})

@@ -58,12 +58,12 @@ def test_reduced_example_pipeline(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert result["photos"]["test photo"][0] not in result["photos"]["train/val photos"]
     assert list((tmp_path / "frame_cache").glob("*.npz"))
     (run,) = result["runs"]
-    assert run["layout"] == "diff" and run["input"] == [3 * (2 * q["frames"] - 1), q["size"], q["size"]]
+    assert run["layout"] == "flow" and run["input"] == [3 * q["frames"] + 2 * (q["frames"] - 1), q["size"], q["size"]]
     n_test = 8 * q["test_per_class"]
     acc = run["test_top1"]
     assert 0 <= acc <= 100 and acc * n_test / 100 == pytest.approx(round(acc * n_test / 100), abs=0.01)
     assert {"logreg[frame_difference]", "logreg[first_frame]", "majority_class"} <= set(run["baselines"])
-    assert "--video-layout diff" in run["command"] and "logreg[frame_difference]" in ex.format_results(result)
+    assert "--video-layout flow" in run["command"] and "logreg[frame_difference]" in ex.format_results(result)
     assert "--clip-norm clip" in run["command"] and "--clip-jitter" in run["command"]  # auto's choices, spelled out
     assert {"relief", "mri", "present"} <= set(result["photos"]["train/val photos"])  # more training scenes
 

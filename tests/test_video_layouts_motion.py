@@ -122,9 +122,9 @@ def _load_example():
 def test_ci_sized_motion_example_learns_and_prints_baselines(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     ex = _load_example()
     result = ex.run(train_per_class=32, val_per_class=4, test_per_class=8, frames=8, size=24, epochs=10, seed=0,
-                    workers=0, workdir=tmp_path, layouts=("diff",))
+                    workers=0, workdir=tmp_path, layouts=("flow",))
     run = result["runs"][0]
-    assert run["input"] == [3 * (2 * 8 - 1), 24, 24]
+    assert run["input"] == [3 * 8 + 2 * 7, 24, 24]
     assert result["photos"]["test photo"][0] not in result["photos"]["train/val photos"]
     # 8 classes, 64 clips of an unseen photo: well above chance (50 % measured) and above appearance alone
     assert run["test_top1"] >= 3 * result["chance"]
@@ -132,5 +132,5 @@ def test_ci_sized_motion_example_learns_and_prints_baselines(tmp_path: Path, cap
     printed = capsys.readouterr().out
     assert "logreg[frame_difference]" in printed and "majority_class" in printed  # the runner's baseline table
     table = ex.format_results(result)
-    assert "logreg[frame_difference]" in table and "diff" in table
+    assert "logreg[frame_difference]" in table and "flow" in table
     assert "frame_difference" in run["baselines"].__repr__()

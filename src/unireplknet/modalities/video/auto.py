@@ -1,6 +1,8 @@
 """``auto`` rules of the video modality: frame layout, frame size and clip length from a sample of the videos.
 
-Layout: ``diff`` (frames stacked as channels, then their consecutive differences), or ``channels``
+Layout: ``flow`` (frames stacked as channels, then the normal flow of consecutive frames: a motion
+signal in pixels that does not depend on the scene's contrast; it beat ``diff`` on the development
+scenes of ``examples/video_motion.py``, docs/video.md), or ``channels``
 when a pretrained 2-D stem is loaded (the loader's stem adaptation, RGB repeated and divided by
 ``T``, is then exactly the documented inflation). Both keep neighbouring frames pixel-aligned, so
 motion is a local feature that the very first convolution can see, and a clip costs the compute of
@@ -37,7 +39,7 @@ GENERALIZE: dict[str, tuple[Any, str]] = {
 
 
 def auto_config(cfg: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
-    """``layout`` (``diff`` with :data:`GENERALIZE`, or ``channels`` with a pretrained stem), ``frame_size``
+    """``layout`` (``flow`` with :data:`GENERALIZE`, or ``channels`` with a pretrained stem), ``frame_size``
     from the median short side (32-224, multiple of 16); on a CPU a light clip (8 frames, one evaluation view) so a run fits the time
     budget (empty without folder data)."""
     data = cfg.get("data")
@@ -73,9 +75,9 @@ def auto_config(cfg: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
         out["layout"] = ("channels", "frames stacked as channels (pixel-aligned, so motion is local; one frame's "
                                      "compute); the pretrained stem is inflated exactly (RGB repeated, divided by T)")
     else:
-        out["layout"] = ("diff", "frames stacked as channels plus their consecutive differences: neighbouring "
-                                 "frames stay pixel-aligned, so motion is local from the first layer; one frame's "
-                                 "compute per clip")
+        out["layout"] = ("flow", "frames stacked as channels plus the normal flow of consecutive frames: "
+                                 "neighbouring frames stay pixel-aligned and the motion is handed over in pixels, "
+                                 "independent of the scene's contrast; one frame's compute per clip")
         out.update(GENERALIZE)
     shortest = frames[0]
     n = 8 if cpu else 16

@@ -753,8 +753,8 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--video-layout", "--layout", dest="layout", choices=LAYOUTS, default=None,
                    help="frames -> image: grid (tiled, the paper; default without auto), reshape (the original "
                         "code's raw reshape), channels (frames stacked as T*3 channels, pixel-aligned), diff "
-                        "(channels + consecutive frame differences; auto's choice), flow (channels + normal flow "
-                        "of consecutive frames, 2 channels per pair)")
+                        "(channels + consecutive frame differences), flow (channels + normal flow of consecutive "
+                        "frames, 2 channels per pair; auto's choice)")
     g.add_argument("--grid", dest="grid", default=None, help="grid rows x cols, e.g. 2x4 (default: most square)")
     g.add_argument("--reshape-factor", dest="reshape_factor", type=int, default=None,
                    help="reshape layout: frame rows per output row (default sqrt(num_frames))")

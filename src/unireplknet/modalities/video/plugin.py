@@ -6,6 +6,6 @@ from . import datasets
 from .auto import auto_config
 from .shard_codec import CODEC
 
-PLUGIN = Modality.from_module("video", "video clips as frame grids, stacked channels or frames + differences",
+PLUGIN = Modality.from_module("video", "video clips as frame grids, stacked channels, frames + differences or + normal flow",
                               datasets, auto=auto_config, extensions=datasets.VIDEO_EXTENSIONS,
                               baseline_features=datasets.baseline_features, shards=CODEC)
