@@ -23,7 +23,7 @@ from unireplknet.modalities.video.transforms import (
     stack_channels,
 )
 
-from test_video_train import TINY, make_videos
+from test_video_train import make_videos, train_argv
 
 
 def _moving_pattern(dx: float, dy: float, frames: int = 4, size: int = 32) -> torch.Tensor:
@@ -96,11 +96,8 @@ def test_inflated_flow_stem_has_zero_flow_weights_and_matches_2d_on_a_static_cli
 def test_train_predict_round_trip_with_the_flow_layout(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = make_videos(tmp_path / "clips")
     run = tmp_path / "run"
-    argv = ["train", "--modality", "video", "--data", str(root), "--val-fraction", "0.34", "-o", str(run),
-            "--model", "custom", "--model-args", json.dumps(TINY), "--epochs", "1", "--batch-size", "2",
-            "--warmup-epochs", "0", "--num-workers", "0", "--num-frames", "4", "--frame-stride", "2",
-            "--frame-size", "16", "--aa", "none", "--eval-clips", "1", "--eval-crops", "1",
-            "--video-layout", "flow", "--clip-norm", "clip", "--no-deploy"]
+    argv = train_argv(root, run, "--eval-clips", "1", "--eval-crops", "1", "--video-layout", "flow",
+                      "--clip-norm", "clip", "--no-deploy")
     assert cli_main(argv) == 0
     capsys.readouterr()
     record = json.loads((run / "model.json").read_text())

@@ -43,6 +43,14 @@ def make_videos(root: Path, per_class: int = 3) -> Path:
 SMALL = dict(num_frames=4, frame_stride=2, frame_size=16, aa="none", eval_clips=2, eval_crops=1)
 
 
+def train_argv(root: Path, run: Path, *extra: str) -> list[str]:
+    """``unireplknet train`` on the test clips with the tiny model, one epoch of 4-frame 16 px clips, plus ``extra``."""
+    return ["train", "--modality", "video", "--data", str(root), "--val-fraction", "0.34", "-o", str(run),
+            "--model", "custom", "--model-args", json.dumps(TINY), "--epochs", "1", "--batch-size", "2",
+            "--warmup-epochs", "0", "--num-workers", "0", "--num-frames", "4", "--frame-stride", "2",
+            "--frame-size", "16", "--aa", "none", *extra]
+
+
 def test_plugin_contract_and_recipes(tmp_path: Path) -> None:
     assert set(video_data.CONFIG_DEFAULTS) == set(vars(plugin_args())) - {"seed", "val_data", "data"}
     orig = video_data.RECIPES["kinetics400_original"]
@@ -95,11 +103,8 @@ def test_recipe_resolves_through_the_train_command(tmp_path: Path) -> None:
 def test_train_and_predict_commands(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = make_videos(tmp_path / "clips")
     run = tmp_path / "run"
-    argv = ["train", "--modality", "video", "--data", str(root), "--val-fraction", "0.34", "-o", str(run),
-            "--model", "custom", "--model-args", json.dumps(TINY), "--epochs", "1", "--batch-size", "2",
-            "--warmup-epochs", "0", "--num-workers", "0", "--num-frames", "4", "--frame-stride", "2",
-            "--frame-size", "16", "--aa", "none", "--reprob", "0.5", "--eval-clips", "2", "--eval-crops", "2",
-            "--frame-cache", str(tmp_path / "cache"), "--layout", "grid"]
+    argv = train_argv(root, run, "--reprob", "0.5", "--eval-clips", "2", "--eval-crops", "2",
+                      "--frame-cache", str(tmp_path / "cache"), "--layout", "grid")
     assert cli_main(argv) == 0
     out = capsys.readouterr().out
     assert "selected epoch" in out and "by val acc1" in out

@@ -306,16 +306,12 @@ def inflate_stem_weight(weight: torch.Tensor, num_frames: int, layout: str = "ch
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if layout in ("grid", "reshape"):
         return weight
+    # the motion channels after the frames (none for ``channels``); unknown layouts raise here
+    extra = layout_channels(layout, num_frames, weight.shape[1]) - num_frames * weight.shape[1]
     frames = weight.repeat(1, num_frames, 1, 1) / num_frames
-    if layout == "channels":
+    if extra == 0:
         return frames
-    if layout == "diff":
-        zeros = weight.new_zeros(weight.shape[0], weight.shape[1] * (num_frames - 1), *weight.shape[2:])
-        return torch.cat([frames, zeros], dim=1)
-    if layout == "flow":
-        zeros = weight.new_zeros(weight.shape[0], 2 * (num_frames - 1), *weight.shape[2:])
-        return torch.cat([frames, zeros], dim=1)
-    raise ValueError(f"unknown frame layout {layout!r}; choose one of {LAYOUTS}")
+    return torch.cat([frames, weight.new_zeros(weight.shape[0], extra, *weight.shape[2:])], dim=1)
 
 
 def frames_to_image(
