@@ -18,8 +18,8 @@ BatchNorms in one autograd node. It saves the block input, the per-branch batch 
 default, ``recompute="dilated"``) the outputs of the branches that are large (7 taps and more) or dilated;
 only the small undilated kernel (5x5 in the 13x13 block) is recomputed in the backward pass, where it needs
 no padded copy. A 13x13 block then keeps six activations alive, the plain path seven (``"large"``: three,
-``recompute=True``: one; :func:`set_drb_recompute`): the default trades memory for speed (T trains ~1.5%
-faster than with ``"large"``, its peak memory at batch 32 is ~10% higher; BENCHMARKS.md). BatchNorm uses
+``recompute=True``: one; :func:`set_drb_recompute`): the default trades memory for speed (T's step ~2%
+cheaper than with ``"large"``, its peak memory at batch 32 ~400-600 MiB higher; BENCHMARKS.md). BatchNorm uses
 the native kernels (``native_batch_norm`` and its backward), so outputs and running-statistic updates
 are those of ``nn.BatchNorm2d``.
 
