@@ -163,7 +163,7 @@ def test_grn_matches_plain() -> None:
     _compare(nobias, copy.deepcopy(nobias), x)
 
 
-@pytest.mark.parametrize("kernel,dilation", [(3, 1), (5, 1), (7, 2), (3, 5)])
+@pytest.mark.parametrize("kernel,dilation", [(3, 1), (5, 1), (3, 3), (5, 2), (7, 2), (3, 5)])
 def test_depthwise_conv2d_train(kernel: int, dilation: int) -> None:
     torch.manual_seed(0)
     x = torch.randn(2, 6, 11, 17, dtype=torch.float64)

@@ -20,6 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .layers import GRN, DilatedReparamBlock, DropPath, LayerNorm2d, SEBlock, fuse_bn
 from .ops.fast_block import block_fast_path_ok, block_residual_train
+from .ops.fast_conv import StridedConv2d
 from .ops.fast_train import fast_path_applicable
 
 __all__ = [
@@ -412,13 +413,14 @@ class UniRepLKNet(nn.Module):
                 nn.Conv2d(in_chans, dims[0] // 2, kernel_size=3, stride=2, padding=1),
                 LayerNorm2d(dims[0] // 2),
                 nn.GELU(),
-                nn.Conv2d(dims[0] // 2, dims[0], kernel_size=3, stride=2, padding=1),
+                StridedConv2d(dims[0] // 2, dims[0], kernel_size=3, stride=2, padding=1),
                 LayerNorm2d(dims[0]),
             )
         ])
         for i in range(3):
             self.downsample_layers.append(
-                nn.Sequential(nn.Conv2d(dims[i], dims[i + 1], kernel_size=3, stride=2, padding=1), LayerNorm2d(dims[i + 1]))
+                nn.Sequential(StridedConv2d(dims[i], dims[i + 1], kernel_size=3, stride=2, padding=1),
+                              LayerNorm2d(dims[i + 1]))
             )
         n = sum(depths)
         rates = [dpr_max * i / (n - 1) if n > 1 else 0.0 for i in range(n)]

@@ -10,8 +10,8 @@ function and the same gradients with forward convolutions only:
 * ``grad_weight`` is a depthwise convolution of the zero-padded input (batch folded into the
   channels, ``N*C`` groups) with ``grad_output`` as kernel and stride = dilation, summed over
   the batch;
-* dilated convolutions run on an explicitly zero-padded channels-last input (``padding=0``),
-  which keeps them on oneDNN's fast kernel.
+* dilated convolutions whose padding exceeds :data:`NATIVE_DILATED_PAD` run on an explicitly zero-padded
+  channels-last input (``padding=0``), which keeps them on oneDNN's fast kernel.
 
 :func:`dilated_reparam_train` runs all branches of a Dilated Reparam Block and their training-mode
 BatchNorms in one autograd node. It saves the block input, the per-branch batch statistics and (by
@@ -185,13 +185,19 @@ def release_workspace() -> None:
     WORKSPACE.buffers.clear()
 
 
+#: Largest padding at which oneDNN's depthwise kernel still takes a dilated conv with built-in padding on its
+#: fast path (measured on AVX2, ``benchmarks/conv_train_paths.py``: 3x3 at rates 2-4 and 5x5 at rate 2 run 1.3-3.4x
+#: faster than on a padded copy; at padding 5 and more, 7-19x slower). Larger paddings use a zero-bordered copy.
+NATIVE_DILATED_PAD = 4
+
+
 def _conv_fwd(x: torch.Tensor, weight: torch.Tensor, dilation: int) -> torch.Tensor:
     """Stride-1 'same' depthwise conv of a channels-last ``x`` (output channels-last)."""
     k = weight.shape[-1]
     pad = dilation * (k - 1) // 2
     channels = x.shape[1]
-    if dilation == 1:
-        return F.conv2d(x, weight, padding=pad, groups=channels)
+    if dilation == 1 or pad <= NATIVE_DILATED_PAD:
+        return F.conv2d(x, weight, padding=pad, dilation=dilation, groups=channels)
     xp = WORKSPACE.padded(x, pad, _fmt(x))
     return F.conv2d(xp, weight, dilation=dilation, groups=channels)
 
