@@ -13,10 +13,10 @@ Part 2: the forward of a depthwise dilated ``k x k`` convolution at rate ``r`` o
 built-in padding (``F.conv2d(padding=...)``) against an explicitly zero-padded copy (``padding=0``), for the
 branch shapes of the Dilated Reparam Blocks. Milliseconds per call, median of ``--repeats`` timings of
 ``--iters`` calls each, all in one process.
-``--step-ab MODEL``: instead, full training steps of MODEL (batch 16, 224², fp32, fused AdamW as in
-``train_throughput.py``) with both choices on (``new``) and both off (``old``: ``nn.Conv2d``'s own backward,
-padded copies for every dilated conv), switched every step so that load hits both alike; printed: median CPU
-and wall seconds per step and the per-round CPU seconds.
+``--step-ab MODEL``: instead, full training steps of MODEL (batch 16, 224², fp32, fused AdamW; the harness
+of ``benchmarks/step_ab.py``) with both choices on (``new``) and both off (``old``: ``nn.Conv2d``'s own
+backward, padded copies for every dilated conv), switched every step so that load hits both alike; printed:
+median CPU and wall seconds per step and the per-round CPU seconds.
 """
 from __future__ import annotations
 
@@ -103,47 +103,23 @@ def main() -> int:
 
 def _step_ab(name: str, threads: int, rounds: int) -> int:
     import torch
+    from step_ab import ab_steps
 
-    import unireplknet
     from unireplknet.ops import fast_conv, fast_train
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = unireplknet.create_model(name, num_classes=1000).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
-    x = torch.randn(16, 3, 224, 224)
-    y = torch.randint(0, 1000, (16,))
     fast_ok, pad = fast_conv.StridedConv2d._fast_ok, fast_train.NATIVE_DILATED_PAD
 
     def variant(on: bool) -> None:
         fast_train.NATIVE_DILATED_PAD = pad if on else -1
         fast_conv.StridedConv2d._fast_ok = fast_ok if on else (lambda self, t: False)  # type: ignore[method-assign]
 
-    def step() -> None:
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    variants = {"old": False, "new": True}
-    cpu: Dict[str, List[float]] = {k: [] for k in variants}
-    wall: Dict[str, List[float]] = {k: [] for k in variants}
     try:
-        for on in variants.values():
-            variant(on)
-            step()
-            step()
-        for _ in range(rounds):
-            for k, on in variants.items():
-                variant(on)
-                t0, w0 = time.process_time(), time.perf_counter()
-                step()
-                cpu[k].append(time.process_time() - t0)
-                wall[k].append(time.perf_counter() - w0)
+        cpu, wall = ab_steps(name, {"old": lambda: variant(False), "new": lambda: variant(True)}, rounds, threads,
+                             warmup=2)
     finally:
         variant(True)
     print(f"# {name}, threads {threads}, {rounds} rounds, torch {torch.__version__}")
-    for k in variants:
+    for k in ("old", "new"):
         print(f"{k}: CPU s/step {statistics.median(cpu[k]):.3f}, wall s/step {statistics.median(wall[k]):.3f}, "
               f"per round {[round(v, 2) for v in cpu[k]]}")
     print(f"new/old wall: {statistics.median(wall['new']) / statistics.median(wall['old']):.3f}")

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from typing import Dict, List, Union
+from typing import Union
 
 
 def _policy(name: str) -> Union[bool, str]:
@@ -30,37 +29,16 @@ def main() -> int:
     p.add_argument("--size", type=int, default=224)
     args = p.parse_args()
 
-    import torch
+    from step_ab import ab_steps
 
-    import unireplknet
     from unireplknet.ops.fast_train import set_drb_recompute
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = unireplknet.create_model(args.model, num_classes=1000).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, fused=True)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch_size, 3, args.size, args.size, generator=g)
-    y = torch.randint(0, 1000, (args.batch_size,), generator=g)
-
-    def step() -> None:
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
     policies = [s.strip() for s in args.policies.split(",") if s.strip()]
-    for name in policies:  # warm-up under every policy
-        set_drb_recompute(_policy(name))
-        step()
-    cpu: Dict[str, List[float]] = {name: [] for name in policies}
-    for _ in range(args.rounds):
-        for name in policies:
-            set_drb_recompute(_policy(name))
-            t = time.process_time()
-            step()
-            cpu[name].append(time.process_time() - t)
-    set_drb_recompute("dilated")
+    variants = {name: (lambda name=name: set_drb_recompute(_policy(name))) for name in policies}
+    try:
+        cpu, _ = ab_steps(args.model, variants, args.rounds, args.threads, args.batch_size, args.size)
+    finally:
+        set_drb_recompute("dilated")
     print(f"# {args.model}, batch {args.batch_size}, {args.size}px, {args.threads} thread(s), {args.rounds} rounds: "
           "CPU s per training step")
     for name in policies:

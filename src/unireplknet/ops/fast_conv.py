@@ -4,8 +4,9 @@ oneDNN's weight gradient of a dense 3x3 stride-2 convolution costs about twice i
 gradient is a GEMM over the unfolded input: ``grad_weight = grad_out^T @ im2col(x)``, with ``im2col(x)`` an
 ``(N*Ho*Wo) x (k*k*C)`` matrix gathered from a zero-bordered channels-last copy of ``x`` into reused scratch
 tensors (:data:`unireplknet.ops.fast_train.WORKSPACE`), a few samples at a time (:data:`IM2COL_CHUNK`). The
-forward and the input gradient stay with oneDNN, which is fast for both. Measured by ``python benchmarks/conv_train_paths.py``: forward + backward of the four
-strided convs of UniRepLKNet-T 12-17% cheaper at 1 thread, 8-19% at 2 threads (BENCHMARKS.md).
+forward and the input gradient stay with oneDNN, which is fast for both. Measured by
+``python benchmarks/conv_train_paths.py``: forward + backward of the four strided convs of UniRepLKNet-T
+12-17% cheaper at 1 thread, 8-19% at 2 threads (BENCHMARKS.md).
 
 :func:`strided_conv_train` computes ``F.conv2d(x, weight, bias, stride, padding)`` with that backward;
 :class:`StridedConv2d` is an ``nn.Conv2d`` (same parameters and state-dict keys) that takes it in training.
@@ -35,9 +36,10 @@ def _im2col(x: torch.Tensor, k: int, stride: int, pad: int, ho: int, wo: int) ->
     n, c = x.shape[0], x.shape[1]
     xp = WORKSPACE.padded(x, pad, _CL).permute(0, 2, 3, 1)  # N x H+2p x W+2p x C, contiguous
     cols = WORKSPACE.empty((n, ho, wo, k * k, c), x, "im2col")
+    hs, ws = stride * (ho - 1) + 1, stride * (wo - 1) + 1  # input span of one tap's outputs
     for i in range(k):
         for j in range(k):
-            cols[:, :, :, i * k + j].copy_(xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride])
+            cols[:, :, :, i * k + j].copy_(xp[:, i:i + hs:stride, j:j + ws:stride])
     return cols.view(n * ho * wo, k * k * c)
 
 
