@@ -62,6 +62,9 @@ def test_cli_export_from_checkpoint(tmp_path, capsys):
     text = capsys.readouterr().out
     assert code == 0, text
     assert out.is_file() and "max relative error" in text
+    out.unlink()
+    assert main(["export", str(out), "--checkpoint", str(ckpt)]) == 0  # channels from the checkpoint's model
+    assert out.is_file() and "max relative error" in capsys.readouterr().out
     assert main(["export", str(tmp_path / "m.xyz"), "--checkpoint", str(ckpt)]) == 2
     assert "cannot tell the format" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "m.onnx"), "--format", "tflite", "--checkpoint", str(ckpt)]) == 2

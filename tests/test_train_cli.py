@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +82,33 @@ def test_eval_and_predict(trained, capsys):
     assert summary["best"]["metric"] == "acc1"
 
 
+
+
+def test_predict_takes_folders_and_skips_unreadable_files(trained, tmp_path, capsys, caplog):
+    data, out = trained
+    folder = tmp_path / "inbox"
+    (folder / "sub").mkdir(parents=True)
+    for i, src in enumerate(sorted((data / "val" / "circle").glob("*.png"))[:2]):
+        (folder / "sub" / f"{i}.PNG").write_bytes(src.read_bytes())
+    (folder / "broken.png").write_bytes(b"not an image")
+    (folder / ".DS_Store").write_bytes(b"junk")
+    assert main(["predict", str(folder), "--run", str(out), "-k", "1", "--json"]) == 0
+    captured = capsys.readouterr()
+    preds = [json.loads(line) for line in captured.out.strip().splitlines()]
+    assert [Path(p["file"]).name for p in preds] == ["0.PNG", "1.PNG"]
+    assert "skipped 1 unreadable file(s)" in caplog.text and "broken.png" in caplog.text
+    assert main(["predict", str(folder / "broken.png"), "--run", str(out), "--no-skip-bad-files"]) == 2
+    assert "broken.png" in capsys.readouterr().err
+    assert main(["predict", str(folder / "broken.png"), "--run", str(out)]) == 2  # nothing readable at all
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "empty"), "--run", str(out)]) == 2
+    assert "folder without input files" in capsys.readouterr().err
+
+
+def test_run_stores_absolute_data_paths(trained, monkeypatch):
+    data, out = trained
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert Path(cfg["data"]).is_absolute() and Path(cfg["data"]) == Path(data).absolute()
 
 
 def test_unknown_config_key(trained, tmp_path, capsys):

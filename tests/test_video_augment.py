@@ -158,10 +158,11 @@ def test_flags_reach_the_augmentation_and_the_evaluation_views(tmp_path) -> None
 def test_auto_turns_on_the_generalising_options_only_without_pretrained_weights(tmp_path) -> None:
     from unireplknet.modalities.video.auto import GENERALIZE, auto_config
 
-    for label in ("a", "b"):
+    for label in ("a", "b"):  # two clips a class: auto measures the training part of a data set a run can split
         (tmp_path / label).mkdir()
-        clip = _moving_clip(t=12, size=32, seed=ord(label)).permute(0, 2, 3, 1).numpy()
-        vd.write_video(tmp_path / label / "0.mp4", clip, fps=4)
+        for i in range(2):
+            clip = _moving_clip(t=12, size=32, seed=ord(label) + i).permute(0, 2, 3, 1).numpy()
+            vd.write_video(tmp_path / label / f"{i}.mp4", clip, fps=4)
     scratch = auto_config({"data": str(tmp_path), "device": "cpu"})
     assert scratch["layout"][0] == "flow" and scratch["clip_norm"][0] == "clip"
     assert {k: v[0] for k, v in GENERALIZE.items()}.items() <= {k: v[0] for k, v in scratch.items()}.items()

@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--checkpoint", help="checkpoint to export (architecture read from it)")
     p.add_argument("--num-classes", type=int, default=None, help="classifier size with --model (default 1000)")
     p.add_argument("--in-chans", type=int, default=3, help="input channels with --model (default 3)")
-    p.add_argument("--input-size", type=int, nargs=3, default=(3, 224, 224), metavar=("C", "H", "W"))
+    p.add_argument("--input-size", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
+                   help="example input (default: the model's channels x 224 x 224)")
     p.add_argument("--batch-size", type=int, default=1, help="batch of the example input (the batch stays dynamic)")
     p.add_argument("--static-size", action="store_true", help="fix H and W to --input-size (batch stays dynamic)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
@@ -62,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
         kw = {} if args.num_classes is None else {"num_classes": args.num_classes}
         model = create_model(args.model, in_chans=args.in_chans, **kw)
+    if args.input_size is None:
+        args.input_size = (model.in_chans, 224, 224)
     if args.input_size[0] != model.in_chans:
         raise UserError(f"--input-size has {args.input_size[0]} channels but the model takes {model.in_chans}")
     kwargs = dict(input_size=tuple(args.input_size), batch_size=args.batch_size, verify=not args.no_verify,

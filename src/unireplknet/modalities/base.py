@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import random
+import unicodedata
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,7 +53,8 @@ from ..errors import BadFileError, DataError
 __all__ = [
     "TaskData", "Modality", "Splits", "Item", "split_kind", "scan_splits", "finalize_splits", "carve_val",
     "read_file_list", "plan_lines", "save_split_lists", "prescan", "NamedFileErrors", "LABEL_SEPARATOR",
-    "VAL_NAMES", "ShardCodec", "ShardSample",
+    "VAL_NAMES", "ShardCodec", "ShardSample", "NOT_DATA_DIRS", "files_with", "label_name", "natural_key", "sample_training_files",
+    "ListReader",
 ]
 
 logger = logging.getLogger(__name__)
@@ -289,23 +291,60 @@ class Splits:
         return {c: i for i, c in enumerate(self.classes)}
 
 
-def _natural_key(s: str) -> tuple:
+def natural_key(s: str) -> tuple:
+    """Sort key of class names: integers by value first, then the other names."""
     return (0, int(s), "") if s.lstrip("-").isdigit() else (1, 0, s)
 
 
-def _files_with(folder: Path, extensions: Sequence[str]) -> list[Path]:
+_natural_key = natural_key
+
+
+#: folder names that never hold data or classes (case-insensitive): archive and tool leftovers, and Speech
+#: Commands' background-noise recordings. Hidden folders (a leading ``.``) are skipped as well.
+NOT_DATA_DIRS = frozenset({"__macosx", "__pycache__", "_background_noise_"})
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name.lower() in NOT_DATA_DIRS
+
+
+def label_name(name: str) -> str:
+    """A class name as the splits use it: stripped, Unicode NFC (macOS writes file names in NFD)."""
+    return unicodedata.normalize("NFC", name.strip())
+
+
+def _visible_files(folder: Path) -> Iterable[Path]:
+    """Every visible file under ``folder``: symlinked folders followed once, hidden files and folders and
+    :data:`NOT_DATA_DIRS` left out."""
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlink loop, or a folder linked twice
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not _hidden(d)]
+        yield from (Path(dirpath) / f for f in filenames if not f.startswith("."))
+
+
+def files_with(folder: Path, extensions: Sequence[str]) -> list[Path]:
+    """Files under ``folder`` (any depth, following symlinked folders) whose suffix is one of ``extensions``
+    (case-insensitive); hidden files and folders (``.DS_Store``, ``._x.jpg``) and :data:`NOT_DATA_DIRS` are
+    left out. Sorted."""
     exts = tuple(e.lower() for e in extensions)
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(p for p in _visible_files(folder) if p.suffix.lower() in exts and p.is_file())
+
+
+_files_with = files_with
 
 
 def _visible_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not _hidden(p.name))
 
 
 def items_or_none(folder: Path) -> bool:
     """Whether ``folder`` holds any visible file at any depth."""
-    return any(p.is_file() and not p.name.startswith(".") for p in folder.rglob("*"))
+    return any(p.is_file() for p in _visible_files(folder))
 
 
 def class_folder_items(root: Path, extensions: Sequence[str]) -> list[Item]:
@@ -320,7 +359,7 @@ def class_folder_items(root: Path, extensions: Sequence[str]) -> list[Item]:
         files = _files_with(d, extensions)
         if not files and items_or_none(d):
             raise DataError(f"class folder {d} has no files with a known extension ({exts})")
-        items += [(p, (d.name,)) for p in files]
+        items += [(p, (label_name(d.name),)) for p in files]
     if not items:
         loose = _files_with(root, extensions)
         if loose:
@@ -344,13 +383,13 @@ def read_file_list(path: PathLike, extensions: Sequence[str] = (), *, data_root:
     root = Path(data_root) if data_root is not None else path.parent
     root_r = root.resolve()
     rows = []
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark (Excel, Notepad) is not data
         reader = csv.DictReader(f)
-        if reader.fieldnames is None or not {"path", "label"} <= {c.strip() for c in reader.fieldnames}:
+        if reader.fieldnames is None or not {"path", "label"} <= {c.strip().lower() for c in reader.fieldnames}:
             raise DataError(f"{path}: the header must name the columns 'path' and 'label' (got {reader.fieldnames})")
         for line, row in enumerate(reader, start=2):
-            row = {(k or "").strip(): v for k, v in row.items()}
-            labels = tuple(s.strip() for s in (row.get("label") or "").split(LABEL_SEPARATOR) if s.strip())
+            row = {(k or "").strip().lower(): v for k, v in row.items()}
+            labels = tuple(label_name(s) for s in (row.get("label") or "").split(LABEL_SEPARATOR) if s.strip())
             rel = (row.get("path") or "").strip()
             if not rel:
                 raise DataError(f"{path}:{line}: empty path")
@@ -365,7 +404,7 @@ def read_file_list(path: PathLike, extensions: Sequence[str] = (), *, data_root:
                 raise DataError(f"{path}:{line}: empty label")
             if not file.is_file():
                 raise FileNotFoundError(f"{path}:{line}: file not found: {file}")
-            split = (row.get("split") or "").strip() or None
+            split = (row.get("split") or "").strip().lower() or None  # split names are case-insensitive
             rows.append((file, labels, split))
     if not rows:
         raise DataError(f"{path}: no rows")
@@ -394,9 +433,13 @@ def carve_val(items: list[Item], fraction: float, seed: int) -> tuple[list[Item]
     return sorted(kept), sorted(held)
 
 
-def _csv_splits(path: Path, extensions: Sequence[str], **kw: Any) -> tuple[list[Item], dict[str, list[Item]]]:
+#: reads one CSV list into ``(file, labels, split or None)`` rows (:func:`read_file_list` or a modality's own).
+ListReader = Callable[[Path], "list[tuple[Path, tuple[str, ...], Optional[str]]]"]
+
+
+def _csv_splits(path: Path, read_list: ListReader) -> tuple[list[Item], dict[str, list[Item]]]:
     """A CSV's rows as training items and ``{split name: items}`` for its other splits."""
-    rows = read_file_list(path, extensions, **kw)
+    rows = read_list(path)
     train: list[Item] = []
     others: dict[str, list[Item]] = defaultdict(list)
     for file, labels, split in rows:
@@ -420,15 +463,19 @@ def scan_splits(
     data_root: Optional[PathLike] = None,
     allow_outside_root: bool = False,
     items_of: Optional[Callable[[Path], list[Item]]] = None,
+    read_list: Optional[ListReader] = None,
 ) -> Splits:
     """Find the splits of ``data`` (a folder or a CSV list) by the rules in this module's docstring.
 
     Layouts: ``DATA/{train,val*,test*}/<class>/...``; ``DATA/<class>/...`` (flat); a CSV
     ``path,label[,split]``; ``DATA/{train,val*,test*}.csv``. ``items_of(folder)`` lists the
-    items of one split folder (default: class folders with ``extensions``).
+    items of one split folder (default: class folders with ``extensions``); ``read_list(csv)`` reads every
+    CSV list, ``--val-data`` included (default: :func:`read_file_list` with ``data_root`` and
+    ``allow_outside_root``; a modality with extra columns, such as video segments, passes its own reader).
     """
     items_of = items_of or (lambda folder: class_folder_items(folder, extensions))
     csv_kw = {"data_root": data_root, "allow_outside_root": allow_outside_root}
+    read_list = read_list or (lambda path: read_file_list(path, extensions, **csv_kw))
     data = Path(data)
     if not data.exists():
         raise FileNotFoundError(f"data not found: {data}")
@@ -438,7 +485,7 @@ def scan_splits(
     if data.is_file():
         if data.suffix.lower() != ".csv":
             raise DataError(f"data must be a folder or a .csv list, got {data}")
-        train, others = _csv_splits(data, extensions, **csv_kw)
+        train, others = _csv_splits(data, read_list)
         layout = "csv"
         for name, items in others.items():
             if split_kind(name) == "val":
@@ -473,7 +520,7 @@ def scan_splits(
             def read(name: str) -> list[Item]:
                 p = found[name]
                 if p.is_file():
-                    return [(f, lab) for f, lab, _ in read_file_list(p, extensions, **csv_kw)]
+                    return [(f, lab) for f, lab, _ in read_list(p)]
                 return items_of(p)
 
             train = read(trains[0])
@@ -491,7 +538,7 @@ def scan_splits(
         vd = Path(val_data)
         if not vd.exists():
             raise FileNotFoundError(f"validation data not found: {vd}")
-        val = ([(f, lab) for f, lab, _ in read_file_list(vd, extensions, **csv_kw)] if vd.is_file() else items_of(vd))
+        val = [(f, lab) for f, lab, _ in read_list(vd)] if vd.is_file() else items_of(vd)
         sources["val"] = f"{vd} (--val-data)"
     if val is None:
         train, val = carve_val(train, val_fraction, seed)
@@ -529,6 +576,21 @@ def finalize_splits(splits: Splits, where: str) -> Splits:
                                 f"that no training file has")
     splits.classes = classes
     return splits
+
+
+def sample_training_files(scan: Callable[[], Splits], n: int, seed: int) -> list[Path]:
+    """A seeded sample of at most ``n`` training files of the splits that ``scan()`` finds, for ``auto`` rules to
+    measure the data. ``scan`` applies the run's own split rules (layouts, ``--data-root``, carved validation),
+    so no validation or test file is ever looked at. ``[]`` when the data cannot be scanned: the run itself
+    reports why, with its own message."""
+    try:
+        splits = scan()
+    except (DataError, OSError, ValueError) as e:
+        logger.info("auto: the data was not measured (%s)", e)
+        return []
+    files = sorted({Path(f) for f, _ in splits.train})
+    random.Random(seed).shuffle(files)
+    return files[:n]
 
 
 def plan_lines(splits: Splits) -> list[str]:

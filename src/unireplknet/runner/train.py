@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -127,6 +128,10 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
             check_writable(out)
             lock.acquire()
             clean_temp_files(out)
+        for key in ("data", "val_data", "data_root"):  # absolute: eval/predict may run from another folder
+            value = cfg.get(key)
+            if isinstance(value, str) and value and os.path.exists(value):
+                cfg[key] = os.path.abspath(value)
         task = modality.build(argparse.Namespace(**cfg))
         if task.train is None or task.val is None:
             raise DataError(f"modality {modality.name} returned no train/val data")
@@ -264,9 +269,7 @@ def _baselines(task: Any, modality: Any) -> Optional[dict[str, Any]]:
         from ..tasks.baselines import run_baselines
     except ImportError:
         return None
-    if task.multi_label:
-        return None
-    try:
+    try:  # a multi-label task gets run_baselines' logged and recorded reason, not a silent None
         extra = getattr(modality, "baseline_features", None)
         from .loaders import is_streaming, materialize
 

@@ -1,8 +1,9 @@
 """``auto`` rules of the audio modality: clip length (image width), mel bins and normalisation from the data."""
 from __future__ import annotations
 
+import argparse
+import logging
 import math
-import random
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -11,21 +12,20 @@ from .io import AUDIO_EXTENSIONS
 
 __all__ = ["auto_config", "frames_for", "SAMPLE"]
 
+logger = logging.getLogger(__name__)
+
 #: how many training files are opened to measure the data.
 SAMPLE = 200
 
 
-def _training_files(data: Path, seed: int) -> list[Path]:
-    if data.is_file():
-        return []
-    root = data / "train" if (data / "train").is_dir() else data
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
-    if (data / "testing_list.txt").is_file():  # Speech Commands: leave the listed files out
-        held = {ln.strip() for n in ("testing_list.txt", "validation_list.txt") if (data / n).is_file()
-                for ln in (data / n).read_text().splitlines()}
-        files = [f for f in files if f"{f.parent.name}/{f.name}" not in held]
-    random.Random(seed).shuffle(files)
-    return files[:SAMPLE]
+def _training_files(cfg: Mapping[str, Any]) -> list[Path]:
+    """A seeded sample of the training clips, by the run's own split rules (Speech Commands lists, CSV lists,
+    carved validation: never a validation or test file, never ``_background_noise_``)."""
+    from ..base import sample_training_files
+    from .datasets import audio_splits
+
+    return sample_training_files(lambda: audio_splits(cfg["data"], argparse.Namespace(**dict(cfg))), SAMPLE,
+                                 int(cfg.get("seed") or 0))
 
 
 def frames_for(durations: list[float], speed_perturb: float = 0.0) -> tuple[int, str]:
@@ -62,7 +62,7 @@ def auto_config(cfg: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
     if cfg.get("data") is None:
         return {}
     sf = require("soundfile", "audio", "reading audio")
-    files = _training_files(Path(cfg["data"]), int(cfg.get("seed") or 0))
+    files = _training_files(cfg)
     durations = []
     for f in files:
         try:
@@ -71,6 +71,7 @@ def auto_config(cfg: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
         except Exception:  # reported by the pre-scan
             continue
     if not durations:
+        logger.info("auto: no training clip could be read; clip length and normalisation keep their defaults")
         return {}
     speed = cfg.get("speed_perturb")
     if speed is None:

@@ -1,7 +1,7 @@
 """``auto`` rules of the image modality: input size, channels and augmentation from a sample of the images."""
 from __future__ import annotations
 
-import random
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -10,26 +10,22 @@ from .transforms import IMAGE_EXTENSIONS
 
 __all__ = ["auto_config", "SAMPLE"]
 
+logger = logging.getLogger(__name__)
+
 #: how many training images are opened to measure the data.
 SAMPLE = 200
 
 
-def _sample_files(data: Path, seed: int) -> list[Path]:
-    if data.is_file():  # a CSV list: its training rows only (test rows are never looked at before the end)
-        import csv
+def _sample_files(cfg: Mapping[str, Any]) -> list[Path]:
+    """A seeded sample of the training images, by the run's own split rules (never validation or test files)."""
+    from ..base import sample_training_files, scan_splits
 
-        from ..base import split_kind
+    def scan() -> Any:
+        return scan_splits(cfg["data"], IMAGE_EXTENSIONS, val_data=cfg.get("val_data"),
+                           val_fraction=float(cfg.get("val_fraction") or 0.1), seed=int(cfg.get("seed") or 0),
+                           data_root=cfg.get("data_root"), allow_outside_root=bool(cfg.get("allow_outside_root")))
 
-        with data.open(newline="") as f:
-            rows = [r.get("path", "") for r in csv.DictReader(f)
-                    if not (r.get("split") or "").strip() or split_kind(r["split"]) == "train"]
-        files = [(data.parent / r.strip()) for r in rows if r.strip()]
-    else:
-        root = data / "train" if (data / "train").is_dir() else data
-        files = [p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS]
-    files = sorted(files)
-    random.Random(seed).shuffle(files)
-    return files[:SAMPLE]
+    return sample_training_files(scan, SAMPLE, int(cfg.get("seed") or 0))
 
 
 def auto_config(cfg: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
@@ -38,7 +34,7 @@ def auto_config(cfg: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
         return {}
     Image = require("PIL.Image", "train", "reading images")
     sizes, gray = [], 0
-    for path in _sample_files(Path(cfg["data"]), int(cfg.get("seed") or 0)):
+    for path in _sample_files(cfg):
         try:
             with Image.open(path) as im:
                 sizes.append(min(im.size))
@@ -46,6 +42,7 @@ def auto_config(cfg: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
         except Exception:  # unreadable files are reported by the pre-scan
             continue
     if not sizes:
+        logger.info("auto: no training image could be read; input size and channels keep their defaults")
         return {}
     sizes.sort()
     median = sizes[len(sizes) // 2]

@@ -20,7 +20,8 @@ import torch
 
 from ..._extras import require
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTENSIONS", "PRESETS", "load_image", "default_stats", "build_transform"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTENSIONS", "PRESETS", "DEEP_MODES", "to_8bit", "load_image",
+           "default_stats", "build_transform"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +31,45 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 PRESETS = ("imagenet", "light")
 
 
-def load_image(path: str | Path, in_chans: int = 3) -> Any:
-    """Open an image file as a PIL image in ``RGB`` (3 channels) or ``L`` (1 channel) mode."""
+#: PIL modes of single-channel images deeper than 8 bits (16-bit PNG/TIFF, 32-bit integer and float TIFF).
+DEEP_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def to_8bit(im: Any) -> Any:
+    """A high-bit-depth or float single-channel PIL image as an 8-bit ``L`` image; other images unchanged.
+
+    PIL's own ``convert`` clips every value above 255, so a 16-bit image would turn almost white. Integer
+    images are scaled by their type's range (16-bit: 65535 → 255, as ``torchvision`` does; 32-bit integer images
+    holding 16-bit values, as PIL reads some 16-bit files, too); float images are taken as 0-1 data when their
+    values lie in [0, 1], as 0-255 data when they lie in [0, 255], and stretched from their minimum to their
+    maximum otherwise.
+    """
+    if im.mode not in DEEP_MODES:
+        return im
+    import numpy as np
+
     Image = require("PIL.Image", "train", "reading images")
+    a = np.asarray(im, dtype=np.float64)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if im.mode == "F":
+        if lo >= 0.0 and hi <= 1.0:
+            a = a * 255.0
+        elif lo < 0.0 or hi > 255.0:
+            a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    elif im.mode != "I" or hi > 255.0:  # 16-bit data (an ``I`` image within 0-255 is 8-bit data)
+        a = a / 257.0 if lo >= 0.0 and hi <= 65535.0 else ((a - lo) * (255.0 / (hi - lo)) if hi > lo else a * 0)
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+
+
+def load_image(path: str | Path, in_chans: int = 3) -> Any:
+    """Open an image file as a PIL image in ``RGB`` (3 channels) or ``L`` (1 channel) mode.
+
+    The EXIF orientation of a photo is applied (the image as every viewer shows it), and 16-bit or float
+    images are scaled to 8 bits (:func:`to_8bit`) instead of clipped.
+    """
+    Image = require("PIL.Image", "train", "reading images")
+    from PIL import ImageOps
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
@@ -40,6 +77,7 @@ def load_image(path: str | Path, in_chans: int = 3) -> Any:
         raise ValueError(f"images can be read with 1 or 3 channels, not in_chans={in_chans}")
     try:
         with Image.open(path) as im:
+            im = to_8bit(ImageOps.exif_transpose(im))
             return im.convert("RGB" if in_chans == 3 else "L")
     except Exception as e:
         raise ValueError(f"cannot read image {path}: {e}") from e

@@ -19,11 +19,13 @@ is kept.
 """
 from __future__ import annotations
 
-import random
-from pathlib import Path
+import argparse
+import logging
 from typing import Any, Mapping
 
 __all__ = ["auto_config", "SAMPLE", "GENERALIZE"]
+
+logger = logging.getLogger(__name__)
 
 #: how many training videos are opened to measure the data.
 SAMPLE = 24
@@ -42,16 +44,16 @@ def auto_config(cfg: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
     """``layout`` (``flow`` with :data:`GENERALIZE`, or ``channels`` with a pretrained stem), ``frame_size``
     from the median short side (32-224, multiple of 16); on a CPU a light clip (8 frames, one evaluation view) so a run fits the time
     budget (empty without folder data)."""
-    data = cfg.get("data")
-    if data is None or not Path(data).is_dir():
+    if cfg.get("data") is None:
         return {}
-    from .datasets import VIDEO_EXTENSIONS, open_video
+    from ..base import sample_training_files
+    from .datasets import open_video, video_splits
 
-    root = Path(data) / "train" if (Path(data) / "train").is_dir() else Path(data)
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
-    random.Random(int(cfg.get("seed") or 0)).shuffle(files)
+    # the run's own split rules (folders, CSV lists with segments, carved validation): never val or test videos
+    files = sample_training_files(lambda: video_splits(argparse.Namespace(**dict(cfg)))[0], SAMPLE,
+                                  int(cfg.get("seed") or 0))
     shorts, frames = [], []
-    for f in files[:SAMPLE]:
+    for f in files:
         try:
             src = open_video(str(f), backend="auto")
             info = src.info
@@ -61,6 +63,7 @@ def auto_config(cfg: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
         shorts.append(min(info.height, info.width))
         frames.append(info.num_frames)
     if not shorts:
+        logger.info("auto: no training video could be read; layout, frame size and clip length keep their defaults")
         return {}
     shorts.sort()
     frames.sort()
