@@ -28,6 +28,7 @@ from .transforms import (
     sliding_windows,
     waveform_to_image,
 )
+from ...errors import ConfigError
 from ..base import Item, NamedFileErrors, Splits, TaskData, finalize_splits, prescan, scan_splits
 from .demo import build_spoken_words
 from .io import load_audio
@@ -362,10 +363,14 @@ def check_audio(path: Path) -> None:
 
 def audio_splits(data: Any, args: argparse.Namespace) -> Splits:
     """The splits of ``data`` by the shared rules (:mod:`unireplknet.modalities.base`), plus the Speech
-    Commands V2 layout (``validation_list.txt`` / ``testing_list.txt``)."""
+    Commands V2 layout (``validation_list.txt`` / ``testing_list.txt``; ``--val-data`` is refused there, the
+    validation split being the list)."""
     seed = int(getattr(args, "seed", 0) or 0)
     path = Path(data)
     if path.is_dir() and (path / "validation_list.txt").is_file() and (path / "testing_list.txt").is_file():
+        if getattr(args, "val_data", None) is not None:
+            raise ConfigError(f"--val-data cannot be used with the Speech Commands layout of {path}: its validation "
+                              f"split is {path / 'validation_list.txt'}; drop --val-data, or edit that list")
         sc = scan_speech_commands(path)
         splits = Splits("speech_commands", sc.train, sc.val, {"test": sc.test or []},
                         {"train": f"{path} (files in neither list)", "val": str(path / "validation_list.txt"),
