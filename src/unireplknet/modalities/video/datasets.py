@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from ..._extras import require
 from ...errors import DataError
-from ..base import NamedFileErrors, Splits, TaskData, carve_val, finalize_splits, prescan, scan_splits
+from ..base import LABEL_SEPARATOR, NamedFileErrors, Splits, TaskData, natural_key, prescan, scan_splits
 from .transforms import (
     IMAGENET_MEAN,
     LAYOUTS,
@@ -506,6 +506,111 @@ def _parse_time(value: str, where: str) -> Optional[float]:
         raise ValueError(f"{where}: start/end must be seconds, got {value!r}") from e
 
 
+#: header names of the columns of a video list (the first name is the canonical one).
+_COLUMNS: dict[str, tuple[str, ...]] = {
+    "path": ("path", "video", "filename", "file"),
+    "label": ("label", "class"),
+    "start": ("start", "start_time", "time_start"),
+    "end": ("end", "end_time", "time_end"),
+    "split": ("split",),
+}
+_POSITIONAL = ("path", "label", "start", "end")
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One row of a video list: the file, its label name, its split (if the list has a ``split`` column)
+    and its segment; ``where`` is ``file:line`` for messages."""
+
+    path: str
+    label: str
+    split: Optional[str]
+    start: Optional[float]
+    end: Optional[float]
+    where: str
+
+
+def _header_columns(cells: list[str], csv_path: Path) -> Optional[list[str]]:
+    """The canonical column names of a header row, or ``None`` when ``cells`` is a data row."""
+    names = [c.strip().lower() for c in cells]
+    path_named = any(n in _COLUMNS["path"] for n in names)
+    label_named = any(n in _COLUMNS["label"] for n in names)
+    if not (names[0] in _COLUMNS["path"] or (path_named and label_named)):
+        return None
+    alias = {a: canon for canon, aliases in _COLUMNS.items() for a in aliases}
+    unknown = [c for c, n in zip(cells, names) if n not in alias]
+    if unknown:
+        raise DataError(f"{csv_path}: unknown column(s) {unknown}; a video list has the columns "
+                        f"path,label[,start,end][,split] (start/end in seconds)")
+    columns = [alias[n] for n in names]
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise DataError(f"{csv_path}: column(s) {twice} appear more than once in the header")
+    if "label" not in columns:
+        raise DataError(f"{csv_path}: the header has no 'label' column (expected path,label[,start,end][,split])")
+    return columns
+
+
+def _read_rows(
+    csv_path: str | os.PathLike, root: Optional[str | os.PathLike] = None, *, allow_outside_root: bool = True
+) -> list[_Row]:
+    """Rows of a video list (the one reader of every video CSV: a single list, split lists, ``--val-data``).
+
+    With a header its columns are named (``path,label[,start,end][,split]``, any order; BOM and case
+    ignored); without one they are ``path,label[,start,end]``. Relative paths resolve under ``root``
+    (default: the CSV's folder); with ``allow_outside_root=False`` a path leaving it is an error.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"video list not found: {csv_path}")
+    base = Path(root) if root is not None else csv_path.parent
+    base_r = base.resolve()
+    columns: Optional[list[str]] = None
+    rows: list[_Row] = []
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+        for lineno, row in enumerate(csv.reader(fh), 1):
+            row = [c.strip() for c in row]
+            if not row or not any(row) or row[0].startswith("#"):
+                continue
+            where = f"{csv_path}:{lineno}"
+            if columns is None and not rows:
+                columns = _header_columns(row, csv_path)
+                if columns is not None:
+                    continue
+            if columns is not None:
+                if len(row) > len(columns):
+                    raise DataError(f"{where}: {len(row)} values for the {len(columns)} columns of the header")
+                cell = dict(zip(columns, row))
+            else:
+                if len(row) < 2 or len(row) > 4:
+                    raise DataError(f"{where}: expected path,label[,start,end], got {row}")
+                cell = dict(zip(_POSITIONAL, row))
+            rel, label = cell.get("path", ""), cell.get("label", "")
+            if not rel:
+                raise DataError(f"{where}: empty path")
+            if not label:
+                raise DataError(f"{where}: empty label")
+            if LABEL_SEPARATOR in label:
+                raise DataError(f"{where}: several labels ({label!r}); video classification takes one label per "
+                                f"video")
+            start = _parse_time(cell.get("start", ""), where)
+            end = _parse_time(cell.get("end", ""), where)
+            if start is not None and end is not None and end <= start:
+                raise DataError(f"{where}: segment end ({end:g}s) must be after its start ({start:g}s)")
+            p = Path(rel)
+            file = p if p.is_absolute() else base / p
+            if not allow_outside_root:
+                try:
+                    file.resolve().relative_to(base_r)
+                except ValueError:
+                    raise DataError(f"{where}: {rel} is outside the data root {base} "
+                                    f"(pass --data-root DIR or --allow-outside-root)") from None
+            rows.append(_Row(str(file), label, cell.get("split") or None, start, end, where))
+    if not rows:
+        raise DataError(f"video list {csv_path} has no entries")
+    return rows
+
+
 def read_video_csv(
     csv_path: str | os.PathLike, root: Optional[str | os.PathLike] = None, class_names: Optional[Sequence[str]] = None
 ) -> tuple[list[VideoRecord], list[str]]:
@@ -513,46 +618,30 @@ def read_video_csv(
 
     Labels may be class names or integer indices. Relative paths are resolved
     against ``root`` (default: the CSV's folder). Returns the records and the
-    class names (sorted names found, unless ``class_names`` is given).
+    class names (``0..max`` for integer labels, else the names found in natural
+    order, unless ``class_names`` is given). Lists with a ``split`` column are
+    read by :func:`video_splits`.
     """
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"video list not found: {csv_path}")
-    base = Path(root) if root is not None else csv_path.parent
-    rows: list[tuple[str, str, Optional[float], Optional[float]]] = []
-    with open(csv_path, newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh), 1):
-            row = [c.strip() for c in row]
-            if not row or not any(row) or row[0].startswith("#"):
-                continue
-            if lineno == 1 and row[0].lower() in ("path", "video", "filename", "file"):
-                continue
-            if len(row) < 2 or len(row) > 4:
-                raise ValueError(f"{csv_path}:{lineno}: expected path,label[,start,end], got {row}")
-            where = f"{csv_path}:{lineno}"
-            start = _parse_time(row[2], where) if len(row) > 2 else None
-            end = _parse_time(row[3], where) if len(row) > 3 else None
-            p = Path(row[0])
-            rows.append((str(p if p.is_absolute() else base / p), row[1], start, end))
-    if not rows:
-        raise ValueError(f"video list {csv_path} has no entries")
-    labels = [r[1] for r in rows]
+    rows = _read_rows(csv_path, root)
+    if any(r.split for r in rows):
+        raise DataError(f"{csv_path}: has a split column; read it with video_splits (--data)")
+    labels = [r.label for r in rows]
     if class_names is None:
         if all(lbl.lstrip("-").isdigit() for lbl in labels):
             k = max(int(lbl) for lbl in labels) + 1
             class_names = [str(i) for i in range(k)]
         else:
-            class_names = sorted(set(labels))
+            class_names = sorted(set(labels), key=natural_key)  # the order of base.finalize_splits
     index = {n: i for i, n in enumerate(class_names)}
     records = []
-    for path, lbl, start, end in rows:
-        if lbl in index:
-            y = index[lbl]
-        elif lbl.lstrip("-").isdigit() and 0 <= int(lbl) < len(class_names):
-            y = int(lbl)
+    for r in rows:
+        if r.label in index:
+            y = index[r.label]
+        elif r.label.lstrip("-").isdigit() and 0 <= int(r.label) < len(class_names):
+            y = int(r.label)
         else:
-            raise ValueError(f"{csv_path}: label {lbl!r} is not one of the {len(class_names)} classes")
-        records.append(VideoRecord(path, y, start, end))
+            raise ValueError(f"{csv_path}: label {r.label!r} is not one of the {len(class_names)} classes")
+        records.append(VideoRecord(r.path, y, r.start, r.end))
     return records, list(class_names)
 
 
@@ -808,13 +897,6 @@ def _parse_grid(value: Any) -> Optional[tuple[int, int]]:
     return int(rows), int(cols)
 
 
-def _load_records(path: str, class_names: Optional[Sequence[str]] = None) -> tuple[list[VideoRecord], list[str]]:
-    p = Path(path)
-    if p.is_file():
-        return read_video_csv(p, class_names=class_names)
-    return scan_video_folder(p, class_names)
-
-
 def _datasets_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments of :class:`VideoClipDataset` shared by training, validation and prediction."""
     size = int(_get(args, "frame_size"))
@@ -856,13 +938,19 @@ def _augment_from_args(args: argparse.Namespace) -> ClipAugment:
     )
 
 
-def check_video(path: Path) -> None:
-    """Open ``path`` and decode its first frame (raises on an empty, truncated or foreign file)."""
+def check_video(path: Path, start: Optional[float] = None) -> None:
+    """Open ``path`` and decode its first frame (raises on an empty, truncated or foreign file).
+
+    ``start`` (seconds, the latest segment start of the file's rows) must lie before the end of the
+    video as its container states it (the decoder's duration; not checked when that is unknown).
+    """
     source = open_video(str(path), backend="auto")
     try:
         info = source.info
         if info.num_frames is not None and info.num_frames < 1:
             raise ValueError("no frames")
+        if start is not None and info.duration > 0 and max(start, 0.0) >= info.duration:
+            raise ValueError(f"segment start {start:g}s is at or after the end of the video ({info.duration:.3f}s)")
         frames = source.frames_at([0.0])
         if len(frames) < 1:
             raise ValueError("no decodable frame")
@@ -870,43 +958,78 @@ def check_video(path: Path) -> None:
         source.close()
 
 
+def _segment_starts(records: dict[str, list[VideoRecord]]) -> dict[str, float]:
+    """``{path: latest segment start}`` of the records that have one."""
+    starts: dict[str, float] = {}
+    for recs in records.values():
+        for r in recs:
+            if r.start is not None:
+                starts[r.path] = max(starts.get(r.path, r.start), r.start)
+    return starts
+
+
+def _prescan_videos(splits: Splits, records: dict[str, list[VideoRecord]], skip_bad: Optional[bool]) -> Splits:
+    """:func:`base.prescan` with :func:`check_video`; a file whose segment starts past its end is bad too."""
+    starts = _segment_starts(records)
+
+    def check(path: Path) -> None:
+        check_video(path, starts.get(str(path)))
+
+    def key(path: Path) -> Optional[str]:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        start = starts.get(str(path))
+        return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}" + ("" if start is None else f"|start={start!r}")
+
+    return prescan(splits, check, name="video-first-frame", skip_bad=skip_bad, key=key)
+
+
 def video_splits(args: argparse.Namespace) -> tuple[Splits, dict[str, list[VideoRecord]]]:
-    """Splits of ``args.data`` by the shared rules; a Kinetics-style CSV keeps its segment times."""
-    data = Path(args.data)
-    seed = int(getattr(args, "seed", 0) or 0)
-    fraction = float(getattr(args, "val_fraction", None) or 0.1)
-    header = data.open().readline().strip().lower().split(",") if data.is_file() else []
-    if data.is_file() and data.suffix.lower() == ".csv" and "split" not in header:
-        records, class_names = read_video_csv(data)
-        items = sorted({(Path(r.path), (class_names[r.label],)) for r in records})
-        val_records: Optional[list[VideoRecord]] = None
-        if getattr(args, "val_data", None):
-            val_records, _ = _load_records(str(args.val_data), class_names)
-            train_items, val_items = items, sorted({(Path(r.path), (class_names[r.label],)) for r in val_records})
-            sources = {"train": str(data), "val": f"{args.val_data} (--val-data)"}
-        else:
-            train_items, val_items = carve_val(items, fraction, seed)
-            sources = {"train": f"{data} minus validation", "val": f"{fraction:g} of the videos per class (seed {seed})"}
-        splits = finalize_splits(Splits("csv", train_items, val_items, {}, sources), str(data))
-        by_path = {}
-        for r in records:
-            by_path.setdefault(r.path, []).append(r)
-        recs = {"train": [r for f, _ in splits.train for r in by_path[str(f)]],
-                "val": val_records if val_records is not None else [r for f, _ in splits.val for r in by_path[str(f)]]}
-        return splits, recs
-    splits = scan_splits(data, VIDEO_EXTENSIONS, val_data=getattr(args, "val_data", None), val_fraction=fraction,
-                         seed=seed, data_root=getattr(args, "data_root", None),
-                         allow_outside_root=bool(getattr(args, "allow_outside_root", False)))
-    return splits, {}
+    """Splits of ``args.data`` by the shared rules (:func:`base.scan_splits`), and the :class:`VideoRecord`
+    of each split.
+
+    Every video list (one CSV with or without a ``split`` column, ``DATA/{train,val,test}.csv``, a list
+    beside split folders, a ``--val-data`` CSV) is read by :func:`_read_rows`, which keeps the
+    ``start``/``end`` segment times; a video listed with several segments is one item of the splits (so
+    its segments never straddle training and validation) and one record per segment. Records are
+    labelled by the final class list (:meth:`Splits.class_index`); videos from folders have no segment.
+    """
+    root = getattr(args, "data_root", None)
+    outside = bool(getattr(args, "allow_outside_root", False))
+    segments: dict[tuple[str, str], list[tuple[Optional[float], Optional[float]]]] = {}
+
+    def read_list(path: Path) -> list[tuple[Path, tuple[str, ...], Optional[str]]]:
+        rows: list[tuple[Path, tuple[str, ...], Optional[str]]] = []
+        seen: set[tuple[str, str, Optional[str]]] = set()
+        for r in _read_rows(path, root, allow_outside_root=outside):
+            segments.setdefault((r.path, r.label), []).append((r.start, r.end))
+            split = r.split.strip().lower() if r.split else None
+            if (r.path, r.label, split) not in seen:
+                seen.add((r.path, r.label, split))
+                rows.append((Path(r.path), (r.label,), split))
+        return rows
+
+    splits = scan_splits(args.data, VIDEO_EXTENSIONS, val_data=getattr(args, "val_data", None),
+                         val_fraction=float(getattr(args, "val_fraction", None) or 0.1),
+                         seed=int(getattr(args, "seed", 0) or 0), data_root=root, allow_outside_root=outside,
+                         read_list=read_list)
+    index = splits.class_index()
+    records = {name: [VideoRecord(str(f), index[lab[0]], start, end)
+                      for f, lab in items for start, end in segments.get((str(f), lab[0]), [(None, None)])]
+               for name, items in splits.named()}
+    return splits, records
 
 
 def build_task_data(args: argparse.Namespace) -> TaskData:
-    """Videos named by ``args.data`` (split/class folders or a ``path,label[,start,end]`` CSV) as a :class:`TaskData`."""
+    """Videos named by ``args.data`` (split/class folders, or ``path,label[,start,end][,split]`` lists) as a
+    :class:`TaskData`."""
     if getattr(args, "data", None) is None:
         raise DataError("--modality video has no built-in demo: pass --data (split or class folders, or a CSV "
                         "path,label[,start,end]); examples/video_motion.py generates a small camera-motion set")
     splits, records = video_splits(args)
-    prescan(splits, check_video, name="video-first-frame", skip_bad=getattr(args, "skip_bad_files", None))
+    _prescan_videos(splits, records, getattr(args, "skip_bad_files", None))
     index = splits.class_index()
 
     def recs(name: str, items: list) -> list[VideoRecord]:
