@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,7 +23,8 @@ from ..baseline_features import raw_sample_lookup
 from .classify import (AUGMENTATIONS, IMAGE_KINDS, SeriesImageDataset, SeriesMixup, channel_stats, detect_interleave,
                        image_channels, image_parts, parse_augment, prepare_all, prepare_series, series_image, standardize,
                        znormalize)
-from .ucr import SERIES_EXTENSIONS, find_ucr_splits, locate_split_files, read_series_file
+from .ucr import (SERIES_EXTENSIONS, _floats, _label_column, _lines, find_ucr_splits, locate_split_files,
+                  per_file_layout, per_file_plan, read_items, read_one_series, read_series_file)
 
 __all__ = [
     "CONFIG_DEFAULTS", "DEMO_DEFAULTS", "RECIPES", "SERIES_EXTENSIONS", "add_train_args", "build_task_data",
@@ -301,36 +304,72 @@ def _numeric(s: str) -> bool:
         return s.strip() in ("?", "", "nan", "NaN")
 
 
-def read_predict_series(path: str) -> list[np.ndarray]:
-    """The series of a file to predict: ``.ts``/``.tsv``/``.txt``/``.arff`` as in training (labels
-    ignored); a ``.csv`` holds one series per line, values only, or with a first column that is a
-    label (non-numeric values, or a header whose first column is ``label``/``class``/``target``)."""
+def _whole(s: str) -> bool:
+    try:
+        v = float(s)
+    except ValueError:
+        return False
+    return math.isfinite(v) and v == int(v)
+
+
+def _looks_like_labels(rows: list[list[str]]) -> bool:
+    """Whether the first column of value rows looks like class ids: whole numbers, at most half as many
+    distinct values as rows, while the other values are not all whole numbers (training's CSV layout)."""
+    if len(rows) < 2 or any(len(r) < 2 for r in rows):
+        return False
+    first = [r[0].strip() for r in rows]
+    if not all(_whole(c) for c in first) or len(set(first)) > len(rows) / 2:
+        return False
+    return not all(_whole(c) for r in rows for c in r[1:] if c.strip() not in ("?", "", "nan", "NaN"))
+
+
+def read_predict_series(path: str, per_file: bool = False) -> list[np.ndarray]:
+    """The series of a file to predict, one ``C x L`` array per series in file order.
+
+    ``.ts``/``.arff`` as in training, labelled or not (``@classLabel false``, ``?`` classes);
+    ``.tsv``/``.txt`` as in training (label first, ignored); ``.npy``, and any file when
+    ``per_file`` (the run was trained on one series per file): one series
+    (:func:`.ucr.read_one_series`). A ``.csv`` holds one series per line; its label column is
+    dropped: a header column named ``label``/``class``/``target``/``y``, the first column of a
+    UCR-named file (``Name_TRAIN.csv``/``Name_TEST.csv``, read exactly as training reads it), or a
+    first column that is non-numeric or holds whole-number class ids (a warning says so).
+    """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"series file not found: {p}")
     ext = p.suffix.lower()
+    if per_file or ext == ".npy":
+        return [read_one_series(p)]
     if ext in (".ts", ".tsv", ".txt", ".arff"):
-        return read_series_file(p)[0]
+        return read_series_file(p, require_labels=False)[0]
     if ext != ".csv":
-        raise DataError(f"{p}: unknown series file type {ext!r} (use {', '.join(SERIES_EXTENSIONS)})")
+        raise DataError(f"{p}: unknown series file type {ext!r} (use {', '.join(SERIES_EXTENSIONS + ('.npy',))})")
+    if re.search(r"[_-](train|test|val|valid|validation)$", p.stem, re.IGNORECASE):  # UCR-named: label first
+        return read_series_file(p)[0]
     import csv
     try:
-        rows = [r for r in csv.reader(p.read_text(errors="replace").splitlines()) if r and any(c.strip() for c in r)]
-    except (OSError, csv.Error) as e:
+        rows = [r for r in csv.reader(_lines(p)) if r and any(c.strip() for c in r)]
+    except csv.Error as e:
         from ...errors import BadFileError
         raise BadFileError(str(p), str(e)) from e
     if not rows:
         raise DataError(f"{p}: no series")
-    drop_first = False
-    if not all(_numeric(c) for c in rows[0][1:]):  # a header
-        drop_first = rows[0][0].strip().lower() in ("label", "class", "target", "y")
+    label_col = None
+    named = _label_column(rows[0])
+    if named is not None or not all(_numeric(c) for c in rows[0][1:]):  # a header
+        label_col = named
         rows = rows[1:]
-    if rows and not drop_first:
-        drop_first = all(not _numeric(r[0]) for r in rows)
+    if rows and label_col is None:
+        if all(not _numeric(r[0]) for r in rows):
+            label_col = 0
+        elif _looks_like_labels(rows):
+            label_col = 0
+            logger.warning("%s: the first column holds whole numbers with few distinct values, as class labels "
+                           "do in the training layout: it is read as the label, not as a value (give a header "
+                           "row to say which column, if any, is the label)", p)
     out = []
-    from .ucr import _floats  # the same value parsing as training
     for i, r in enumerate(rows, start=1):
-        vals = r[1:] if drop_first else r
+        vals = r if label_col is None else r[:label_col] + r[label_col + 1:]
         if not vals:
             raise DataError(f"{p}: row {i} has no values")
         out.append(_floats(vals, f"{p} row {i}")[None, :])
@@ -341,8 +380,14 @@ def read_predict_series(path: str) -> list[np.ndarray]:
 
 def load_for_predict(path: str, args: argparse.Namespace) -> torch.Tensor:
     """A series file → the image(s) the model was validated on: ``C x H x W`` for one series,
-    ``N x C x H x W`` (one per series, in file order) for several."""
-    X = read_predict_series(path)
+    ``N x C x H x W`` (one per series, in file order) for several.
+
+    The ``N`` inputs are separate series, not views of one: ``predict`` gives one prediction per
+    row (this function's ``separate_samples`` attribute is True; other modalities' 4-D results are
+    views to average). A run trained on one series per file (``args.data`` such a layout, when it
+    still exists) reads each file as one series (a ``T x C`` table is one multichannel series).
+    """
+    X = read_predict_series(path, per_file=_trained_per_file(args))
     period = getattr(args, "series_deinterleave", None)
     if period is None:
         period = detect_interleave(X)
@@ -368,6 +413,21 @@ def load_for_predict(path: str, args: argparse.Namespace) -> torch.Tensor:
     return images[0] if len(images) == 1 else torch.stack(images)
 
 
+#: the rows of a 4-D :func:`load_for_predict` result are separate series (one prediction each), not views.
+load_for_predict.separate_samples = True  # type: ignore[attr-defined]
+
+
+def _trained_per_file(args: Any) -> bool:
+    """Whether the run's training data (``args.data``, if it still exists) held one series per file."""
+    data = getattr(args, "data", None) if not isinstance(args, Mapping) else args.get("data")
+    if not data or not isinstance(data, (str, Path)):
+        return False
+    try:
+        return Path(data).exists() and per_file_layout(Path(data))
+    except (OSError, DataError):
+        return False
+
+
 # ----------------------------------------------------------------------------- auto
 def auto_config(*args: Any, **kwargs: Any) -> dict[str, tuple[Any, str]]:
     """Config values chosen from the data, each with a reason: ``{key: (value, why)}``.
@@ -389,10 +449,16 @@ def auto_config(*args: Any, **kwargs: Any) -> dict[str, tuple[Any, str]]:
     data = get("data")
     if data is None:
         return {}
-    train_file, val_file, _ = locate_split_files(Path(data)) if Path(data).exists() else (None, None, None)
-    if train_file is None:
+    if not Path(data).exists():
         return {}
-    X, y = read_series_file(train_file)
+    if per_file_layout(Path(data)):  # one series per file: the training part of the shared split rules
+        plan = per_file_plan(data, get("val_data"), val_fraction=float(get("val_fraction") or 0.1),
+                             seed=int(get("seed") or 0))
+        X, y = read_items(plan.train)
+        val_file = Path(data)  # the validation part is already set apart (not carved again below)
+    else:
+        train_file, val_file, _ = locate_split_files(Path(data))
+        X, y = read_series_file(train_file)
     out: dict[str, tuple[Any, str]] = {}
     period = get("series_deinterleave")
     if period is None:

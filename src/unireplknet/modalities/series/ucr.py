@@ -13,7 +13,16 @@ and ``y`` a list of class-label strings. Supported files:
   space-separated ``.txt`` files of the older archive read the same way.
 * ``.arff``: univariate (numeric attributes, then the class attribute) and the relational
   multivariate form of the UEA archive (``'dim1 values\\ndim2 values',label``).
-* ``.csv``: one series per line, the label in the first column, a header row optional.
+* ``.csv``: one series per line, the label in the first column, a header row optional; a header
+  naming ``label``/``class``/``target``/``y`` in another column makes that column the label.
+
+Text files are decoded as UTF-8 (a byte-order mark is dropped), else Latin-1. Files to predict
+may be unlabelled (``@classLabel false`` in ``.ts``, ``?`` labels in ``.arff``: ``require_labels=False``).
+
+Beside these series tables, :func:`find_ucr_splits` reads the layouts every modality shares
+(``modalities/base.py:scan_splits``) with **one series per file** (``.csv``/``.txt``/``.npy``, see
+:func:`read_one_series`): class folders ``DATA/<class>/<file>``, split folders
+``DATA/{train,val,test}/<class>/<file>`` and ``path,label[,split]`` CSV lists.
 
 A malformed line raises :class:`~unireplknet.errors.DataError` naming ``file:line``; a file
 that cannot be opened or decoded raises :class:`~unireplknet.errors.BadFileError`.
@@ -37,11 +46,12 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ...errors import BadFileError, DataError
-from ..base import Splits, carve_val, finalize_splits, split_kind
+from ..base import Splits, carve_val, finalize_splits, scan_splits, split_kind
 
 __all__ = [
     "SERIES_EXTENSIONS", "SeriesSet", "UCRSplits", "read_ts", "read_tsv", "read_arff", "read_csv_series",
-    "read_series_file", "find_ucr_splits", "locate_split_files", "normalize_label",
+    "read_series_file", "find_ucr_splits", "locate_split_files", "normalize_label", "LABEL_COLUMNS",
+    "PER_FILE_EXTENSIONS", "read_one_series", "is_file_list", "per_file_layout", "per_file_plan", "read_items",
 ]
 
 logger = logging.getLogger(__name__)
@@ -52,6 +62,14 @@ SeriesSet = tuple[list[np.ndarray], list[str]]
 
 #: file extensions the readers understand, in order of preference when one split has several.
 SERIES_EXTENSIONS: tuple[str, ...] = (".ts", ".arff", ".tsv", ".csv", ".txt")
+#: extensions of one-series-per-file layouts (class folders, split folders, ``path,label`` lists).
+PER_FILE_EXTENSIONS: tuple[str, ...] = (".csv", ".txt", ".npy")
+#: header names that mark the label column of a ``.csv``.
+LABEL_COLUMNS: tuple[str, ...] = ("label", "class", "target", "y")
+#: the supported layouts, for error messages.
+LAYOUTS_HINT = ("series layouts: UCR/UEA files Name_TRAIN/Name_TEST (.ts, .arff, .tsv, .csv, .txt: one series "
+                "per row), or one series per file (.csv, .txt, .npy) in class folders DATA/<class>/ or listed in a "
+                "path,label CSV; see docs/series_classification.md")
 _MISSING = {"?", "nan", "NaN", "NAN", ""}
 
 
@@ -65,7 +83,7 @@ def _lines(path: Path) -> list[str]:
     if b"\x00" in raw[:4096]:
         raise BadFileError(str(path), "binary content, not a text series file")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # drops a byte-order mark (Excel/Notepad "UTF-8 with BOM")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
     return text.splitlines()
@@ -122,8 +140,12 @@ def _check_nonempty(path: Path, X: list[np.ndarray]) -> None:
 
 
 # ----------------------------------------------------------------------------- .ts
-def read_ts(path: PathLike) -> SeriesSet:
-    """Read a sktime/UEA ``.ts`` file (see the module docstring)."""
+def read_ts(path: PathLike, *, require_labels: bool = True) -> SeriesSet:
+    """Read a sktime/UEA ``.ts`` file (see the module docstring).
+
+    With ``require_labels=False`` (files to predict) ``@classLabel false`` is accepted: every
+    field of a data line is a dimension and the labels are ``""``.
+    """
     path = Path(path)
     lines = _lines(path)
     header: dict[str, str] = {}
@@ -132,6 +154,7 @@ def read_ts(path: PathLike) -> SeriesSet:
     y: list[str] = []
     n_dims: Optional[int] = None
     labels: Optional[set[str]] = None
+    labelled = True
     for lineno, line in enumerate(lines, start=1):
         s = line.strip()
         if not s or s.startswith("#"):
@@ -155,17 +178,22 @@ def read_ts(path: PathLike) -> SeriesSet:
                 elif header.get("univariate", "").lower() == "true":
                     n_dims = 1
                 cl = header.get("classlabel", "false").split()
-                if not cl or cl[0].lower() != "true":
+                labelled = bool(cl) and cl[0].lower() == "true"
+                if not labelled and require_labels:
                     raise DataError(f"{path}: @classLabel is not 'true': a classification file needs labels")
                 labels = {normalize_label(c) for c in cl[1:]} or None
             continue
         fields = s.split(":")
-        if len(fields) < 2:
+        if not labelled:
+            fields.append("")
+        elif len(fields) < 2:
             raise DataError(f"{where}: expected dimension values then ':label', got no ':'")
         label = normalize_label(fields[-1])
-        if not label:
+        if not require_labels and label in ("", "?"):
+            label = ""
+        elif not label:
             raise DataError(f"{where}: empty class label")
-        if labels is not None and label not in labels:
+        if labels is not None and require_labels and label not in labels:
             raise DataError(f"{where}: label {label!r} is not among @classLabel {sorted(labels)}")
         dims = [_floats(f.split(","), f"{where} dimension {i + 1}") for i, f in enumerate(fields[:-1])]
         if n_dims is None:
@@ -181,11 +209,18 @@ def read_ts(path: PathLike) -> SeriesSet:
 
 
 # ----------------------------------------------------------------------------- .tsv / .txt / .csv
+def _label_column(fields: Sequence[str]) -> Optional[int]:
+    """The index of the header field naming the label (``label``/``class``/``target``/``y``), if any."""
+    names = [f.strip().strip("'\"").lower() for f in fields]
+    return next((i for i, n in enumerate(names) if n in LABEL_COLUMNS), None)
+
+
 def _read_rows(path: Path, delimiter: Optional[str], header_allowed: bool) -> SeriesSet:
     lines = _lines(path)
     X: list[np.ndarray] = []
     y: list[str] = []
     first_data = True
+    label_col = 0
     for lineno, line in enumerate(lines, start=1):
         s = line.strip()
         if not s or s.startswith("#"):
@@ -201,13 +236,20 @@ def _read_rows(path: Path, delimiter: Optional[str], header_allowed: bool) -> Se
             raise DataError(f"{where}: expected a label and at least one value, got {len(fields)} field(s)")
         if first_data and header_allowed:
             first_data = False
-            if not _numeric_or_missing(fields[1]):
-                continue  # a header row
+            named = _label_column(fields)
+            if not _numeric_or_missing(fields[1]) or named is not None:  # a header row
+                if named is not None and named != 0:
+                    label_col = named
+                    logger.info("%s: the header names column %d (%r) as the label", path, named + 1,
+                                fields[named].strip())
+                continue
         first_data = False
-        label = normalize_label(fields[0])
+        if label_col >= len(fields):
+            raise DataError(f"{where}: {len(fields)} field(s), no label column {label_col + 1}")
+        label = normalize_label(fields[label_col])
         if not label:
-            raise DataError(f"{where}: empty class label in the first column")
-        x = _trim_trailing_nan(_floats(fields[1:], where)[None, :])
+            raise DataError(f"{where}: empty class label in column {label_col + 1}")
+        x = _trim_trailing_nan(_floats(fields[:label_col] + fields[label_col + 1:], where)[None, :])
         if np.isnan(x).all():
             raise DataError(f"{where}: the series has no values")
         X.append(x)
@@ -234,7 +276,8 @@ def read_tsv(path: PathLike) -> SeriesSet:
 
 
 def read_csv_series(path: PathLike) -> SeriesSet:
-    """Read a CSV with one series per line, the label in the first column (a header row is skipped)."""
+    """Read a CSV with one series per line, the label in the first column (a header row is skipped;
+    a header naming ``label``/``class``/``target``/``y`` in another column makes that column the label)."""
     return _read_rows(Path(path), ",", header_allowed=True)
 
 
@@ -244,8 +287,9 @@ def _split_arff_fields(s: str) -> list[str]:
     return next(csv.reader([s], quotechar="'", skipinitialspace=True))
 
 
-def read_arff(path: PathLike) -> SeriesSet:
-    """Read a univariate ARFF (numeric attributes, then the class) or the relational multivariate UEA form."""
+def read_arff(path: PathLike, *, require_labels: bool = True) -> SeriesSet:
+    """Read a univariate ARFF (numeric attributes, then the class) or the relational multivariate UEA form
+    (``require_labels=False``, for files to predict: a missing ``?`` class is ``""``)."""
     path = Path(path)
     lines = _lines(path)
     attrs: list[str] = []  # "numeric", "relational", "nominal"
@@ -293,7 +337,9 @@ def read_arff(path: PathLike) -> SeriesSet:
         except csv.Error as e:
             raise DataError(f"{where}: {e}") from None
         label = normalize_label(fields[-1]) if fields else ""
-        if not label or label == "?":
+        if not require_labels and label == "?":
+            label = ""
+        elif not label or label == "?":
             raise DataError(f"{where}: missing class label")
         if attrs[0] == "relational":
             if len(fields) != 2:
@@ -316,8 +362,9 @@ def read_arff(path: PathLike) -> SeriesSet:
 
 
 # ----------------------------------------------------------------------------- dispatch
-def read_series_file(path: PathLike) -> SeriesSet:
-    """Read any supported file, chosen by its extension."""
+def read_series_file(path: PathLike, *, require_labels: bool = True) -> SeriesSet:
+    """Read any supported file, chosen by its extension (``require_labels=False``: unlabelled ``.ts``
+    and ``.arff`` files are accepted, their labels are ``""``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"series file not found: {path}")
@@ -325,9 +372,102 @@ def read_series_file(path: PathLike) -> SeriesSet:
     readers = {".ts": read_ts, ".tsv": read_tsv, ".txt": read_tsv, ".arff": read_arff, ".csv": read_csv_series}
     if ext not in readers:
         raise DataError(f"{path}: unknown series file type {ext!r} (use {', '.join(SERIES_EXTENSIONS)})")
-    X, y = readers[ext](path)
+    X, y = (readers[ext](path) if require_labels or ext not in (".ts", ".arff")
+            else readers[ext](path, require_labels=False))
     logger.debug("read %d series from %s", len(X), path)
     return X, y
+
+
+# ----------------------------------------------------------------------------- one series per file
+def read_one_series(path: PathLike) -> np.ndarray:
+    """One series from its own file → ``C x L``: ``.npy`` (1-D, or ``T x C``), ``.csv``/``.txt``
+    (one row or one column of values: univariate; a table: rows are time steps, columns channels;
+    a non-numeric header row is skipped)."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        try:
+            a = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise BadFileError(str(path), str(e)) from e
+        a = np.asarray(a, dtype=np.float32)
+        if a.ndim == 1:
+            a = a[:, None]
+        if a.ndim != 2 or a.size == 0:
+            raise DataError(f"{path}: expected a 1-D series or a T x C array, got shape {a.shape}")
+    else:
+        rows: list[np.ndarray] = []
+        for lineno, line in enumerate(_lines(path), start=1):
+            s = line.strip()
+            if not s or s.startswith("#"):
+                continue
+            fields = re.split(r"[\t,;]" if re.search(r"[\t,;]", s) else r"\s+", s)
+            if not rows and not all(_numeric_or_missing(f) for f in fields):
+                continue  # a header row
+            rows.append(_floats(fields, f"{path}:{lineno}"))
+        if not rows:
+            raise DataError(f"{path}: no values")
+        if len({len(r) for r in rows}) > 1:
+            raise DataError(f"{path}: rows of different lengths ({sorted({len(r) for r in rows})}): "
+                            f"a series file holds one row, one column, or a time x channels table")
+        a = np.stack(rows)
+        if a.shape[0] == 1:
+            a = a.T  # one row: a univariate series
+    x = np.ascontiguousarray(a.T, dtype=np.float32)
+    if np.isnan(x).all():
+        raise DataError(f"{path}: the series has no values")
+    return x
+
+
+def is_file_list(path: Path) -> bool:
+    """Whether ``path`` is a ``path,label[,split]`` CSV list (its header names ``path`` and ``label``)."""
+    if not path.is_file() or path.suffix.lower() != ".csv":
+        return False
+    first = next((ln for ln in _lines(path) if ln.strip()), "")
+    names = {f.strip().strip("'\"").lower() for f in next(csv.reader([first]), [])}
+    return {"path", "label"} <= names
+
+
+def per_file_layout(data: Path) -> bool:
+    """Whether ``data`` is a one-series-per-file layout: a ``path,label`` list, a folder of
+    ``{train,val,test}.csv`` lists, or a folder with (class or split) sub-folders and no series tables."""
+    if data.is_file():
+        return is_file_list(data)
+    if not data.is_dir():
+        return False
+    tables = _series_files(data)
+    if tables:
+        return all(is_file_list(p) for p in tables if p.suffix.lower() == ".csv") and \
+            any(is_file_list(p) for p in tables)
+    return any(p.is_dir() and not p.name.startswith((".", "_")) for p in data.iterdir())
+
+
+def per_file_plan(data: PathLike, val_data: Optional[PathLike] = None, *, val_fraction: float = 0.1,
+                  seed: int = 0) -> Splits:
+    """The file-level splits of a one-series-per-file layout (the shared rules of ``scan_splits``)."""
+    try:
+        return scan_splits(data, PER_FILE_EXTENSIONS, val_data=val_data, val_fraction=val_fraction, seed=seed)
+    except DataError as e:
+        if "no files" in str(e) or "no files with a known extension" in str(e):
+            raise DataError(f"{e}; {LAYOUTS_HINT}") from None
+        raise
+
+
+def read_items(items: Sequence[tuple[Path, tuple[str, ...]]]) -> SeriesSet:
+    """The series and first labels of ``(file, labels)`` items, one series per file."""
+    return [read_one_series(f) for f, _ in items], [lab[0] for _, lab in items]
+
+
+def _check_label_column(file: Path, y: list[str]) -> None:
+    """A clear error when the labels look like values: more classes than half the rows (from 10 rows
+    on; on fewer, when a label is a fractional number)."""
+    n_classes = len(set(y))
+    fractional = any(not re.fullmatch(r"-?\d+", lab) and _numeric_or_missing(lab) for lab in y)
+    if n_classes > len(y) / 2 and (len(y) >= 10 or fractional):
+        examples = ", ".join(repr(c) for c in sorted(set(y))[:4])
+        raise DataError(f"{file}: {n_classes} classes for {len(y)} series (e.g. {examples}): the label column looks "
+                        f"wrong. Series tables take the label in the first column (.csv/.tsv/.txt; a .csv header "
+                        f"may name it label/class/target/y in any column) or last (.ts/.arff); with about one "
+                        f"series per class, give the validation split as a file (--val-data). {LAYOUTS_HINT}")
 
 
 # ----------------------------------------------------------------------------- splits
@@ -386,7 +526,7 @@ def locate_split_files(data: Path) -> tuple[Path, Optional[Path], list[Path]]:
         return data, None, tests
     files = _series_files(data)
     if not files:
-        raise DataError(f"{data} holds no series files ({', '.join(SERIES_EXTENSIONS)})")
+        raise DataError(f"{data} holds no series files ({', '.join(SERIES_EXTENSIONS)}); {LAYOUTS_HINT}")
     by_kind: dict[str, list[Path]] = {"train": [], "val": [], "test": []}
     for p in files:
         _, kind = _split_of(p)
@@ -426,12 +566,16 @@ def find_ucr_splits(
     data = Path(data)
     if not data.exists():
         raise FileNotFoundError(f"data not found: {data}")
+    if per_file_layout(data):
+        return _per_file_splits(data, val_data, val_fraction=val_fraction, seed=seed)
     train_file, val_file, test_files = locate_split_files(data)
     if val_data is not None:
         val_file = Path(val_data)
         if not val_file.is_file():
             raise FileNotFoundError(f"validation data not found: {val_file}")
     Xtr, ytr = read_series_file(train_file)
+    if val_file is None:
+        _check_label_column(train_file, ytr)
     sources = {"train": str(train_file)}
     files = {"train": str(train_file)}
     train_items = _items(train_file, ytr)
@@ -463,3 +607,15 @@ def find_ucr_splits(
     if len(channels) > 1:
         raise DataError(f"{data}: the splits' series have different channel counts {sorted(channels)}")
     return UCRSplits((Xtr, ytr), (Xva, yva), tests, plan, files)
+
+
+def _per_file_splits(data: Path, val_data: Optional[PathLike], *, val_fraction: float, seed: int) -> UCRSplits:
+    """:func:`find_ucr_splits` for a one-series-per-file layout."""
+    plan = per_file_plan(data, val_data, val_fraction=val_fraction, seed=seed)
+    read = {name: read_items(items) for name, items in plan.named()}
+    channels = {x.shape[0] for X, _ in read.values() for x in X}
+    if len(channels) > 1:
+        raise DataError(f"{data}: the series files have different channel counts {sorted(channels)} "
+                        f"(a table is read as time steps x channels)")
+    logger.info("%s: one series per file (%s layout)", data, plan.layout)
+    return UCRSplits(read["train"], read["val"], {n: read[n] for n in plan.tests}, plan, dict(plan.sources))
