@@ -100,9 +100,24 @@ def test_predict_takes_folders_and_skips_unreadable_files(trained, tmp_path, cap
     assert main(["predict", str(folder / "broken.png"), "--run", str(out), "--no-skip-bad-files"]) == 2
     assert "broken.png" in capsys.readouterr().err
     assert main(["predict", str(folder / "broken.png"), "--run", str(out)]) == 2  # nothing readable at all
+    assert main(["predict", str(folder / "sub" / "0.PNG"), str(folder / "typo.png"), "--run", str(out)]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(tmp_path / "empty"), "--run", str(out)]) == 2
     assert "folder without input files" in capsys.readouterr().err
+
+
+def test_a_new_run_sets_an_earlier_run_in_its_directory_aside(trained, tmp_path, caplog):
+    data, _ = trained
+    out = tmp_path / "run"
+    assert main(base_args(data, out, "--no-baselines")) == 0
+    first = (out / "best.pt").read_bytes()
+    (out / "eval").mkdir()
+    (out / "eval" / "eval-test.json").write_text("{}")
+    assert main(base_args(data, out, "--no-baselines", "--seed", "1")) == 0
+    old = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
+    assert len(old) == 1 and (old[0] / "best.pt").read_bytes() == first and (old[0] / "eval").is_dir()
+    assert not (out / "eval").exists() and "held an earlier run" in caplog.text
 
 
 def test_run_stores_absolute_data_paths(trained, monkeypatch):

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def expand_inputs(paths: list[str], extensions: tuple[str, ...]) -> list[str]:
     """``paths`` with every folder replaced by the files in it that have one of ``extensions`` (recursively,
-    hidden files left out, sorted); a folder without such files is an error."""
+    hidden files left out, sorted); a missing path or a folder without such files is an error."""
     from pathlib import Path
 
     from ..modalities.base import files_with
@@ -35,6 +35,8 @@ def expand_inputs(paths: list[str], extensions: tuple[str, ...]) -> list[str]:
 
     out: list[str] = []
     for p in paths:
+        if not Path(p).exists():  # a path given by hand that does not exist is a typo, not a bad file
+            raise UserError(f"no such file or folder: {p}")
         if Path(p).is_dir():
             found = files_with(Path(p), extensions) if extensions else []
             if not found:

@@ -31,7 +31,8 @@ from typing import Any, List, Optional, Tuple, Union
 from ..errors import RunDirError
 from .checkpoint import TEMP_FILE_RE
 
-__all__ = ["RunDir", "LOCK_NAME", "clean_temp_files", "resolve_resume_dir", "check_writable", "read_lock"]
+__all__ = ["RunDir", "LOCK_NAME", "clean_temp_files", "resolve_resume_dir", "check_writable", "read_lock",
+           "set_aside_previous_run", "RUN_FILES"]
 
 _logger = logging.getLogger(__name__)
 
@@ -76,6 +77,33 @@ def read_lock(path: PathLike) -> Optional[dict]:
 def _describe(info: dict) -> str:
     return (f"pid {info.get('pid', '?')} on host {info.get('host', '?')}, "
             f"started {info.get('started', '?')}")
+
+
+#: files whose presence means a directory holds a run (finished or interrupted)
+RUN_FILES = ("config.yaml", "model.json", "last.pt", "best.pt", "summary.json", "metrics.jsonl")
+
+
+def set_aside_previous_run(path: PathLike) -> Optional[Path]:
+    """Rename a directory that holds an earlier run (:data:`RUN_FILES`) to ``<name>.old-<time>`` so that a
+    new run starts in an empty directory and the earlier one is kept whole; returns the new name, or ``None``
+    when there is nothing to set aside or another live run holds the directory's lock (taking the lock then
+    fails with its own message)."""
+    path = Path(path)
+    if not path.is_dir() or not any((path / f).exists() for f in RUN_FILES):
+        return None
+    info = read_lock(path / LOCK_NAME)
+    if info:  # a lock: set aside only when its process is gone (same host)
+        pid = info.get("pid")
+        if info.get("host") != socket.gethostname() or not isinstance(pid, int) or _pid_alive(pid):
+            return None
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.old-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.old-{stamp}-{n}")
+    path.rename(target)
+    return target
 
 
 class RunDir:

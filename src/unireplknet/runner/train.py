@@ -101,7 +101,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from ..engine import EngineConfig, Trainer, distributed
-    from ..engine.rundir import RunDir, check_writable, clean_temp_files, resolve_resume_dir
+    from ..engine.rundir import RunDir, check_writable, clean_temp_files, resolve_resume_dir, set_aside_previous_run
     from ..modalities import get_modality
     from ..tasks.classification import build_model, classification_parts
 
@@ -122,6 +122,10 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     cfg["output"] = str(out)
 
     info = distributed.init_from_env(str(cfg.get("device", "auto")))
+    if info.is_main and not getattr(args, "resume", None):
+        kept = set_aside_previous_run(out)  # a new run never mixes its files with an earlier run's
+        if kept is not None:
+            logger.warning("%s held an earlier run: moved to %s (resume it with --resume %s)", out, kept, kept)
     lock = RunDir(out, force=bool(cfg.get("force"))) if info.is_main else None
     try:
         if lock is not None:
