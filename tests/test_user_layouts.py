@@ -120,3 +120,12 @@ def test_auto_honours_data_root_for_a_csv_list(tmp_path):
 def test_upper_case_extensions_are_found(tmp_path, ext):
     Image.new("RGB", (4, 4)).save(tmp_path / f"x{ext}", format="PNG" if "p" in ext.lower() else "JPEG")
     assert len(files_with(tmp_path, IMAGE_EXTENSIONS)) == 1
+
+
+def test_a_class_without_validation_files_is_named_in_a_warning(tmp_path, caplog):
+    for c, n in (("a", 6), ("b", 6), ("rare", 1)):
+        for i in range(n):
+            _png(tmp_path / c / f"{i}.png")
+    with caplog.at_level("WARNING"):
+        splits = scan_splits(tmp_path, EXTS)
+    assert "rare" in splits.classes and "no validation file (rare)" in caplog.text

@@ -574,6 +574,12 @@ def finalize_splits(splits: Splits, where: str) -> Splits:
             if unknown:
                 raise DataError(f"{where}: {file} in the {name} split has label(s) {unknown} "
                                 f"that no training file has")
+    in_val = {lab for _, labels in splits.val for lab in labels}
+    unseen = [c for c in classes if c not in in_val]
+    if unseen and not splits.multi_label:
+        logger.warning("%s: %d class(es) have no validation file (%s%s): validation accuracy does not cover them; "
+                       "a class needs at least 2 training files for one to be held out", where, len(unseen),
+                       ", ".join(unseen[:5]), ", ..." if len(unseen) > 5 else "")
     splits.classes = classes
     return splits
 
