@@ -70,7 +70,7 @@ def test_eval_and_predict(trained, capsys):
     assert "top-1" in text and "n=6" in text
     result = json.loads((out / "eval" / "eval-val.json").read_text())
     assert result["n"] == 6 and np.array(result["confusion_matrix"]).sum() == 6
-    assert (out / "eval" / "confusion.png").is_file()
+    assert (out / "eval" / "confusion-val.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert result["acc1"] == pytest.approx(max(r["val_acc1"] for r in rows), abs=1e-6)  # deploy == best

@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="evaluation batch size")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("-o", "--output", default=None, help="where to write eval.json and confusion.png (default RUN/eval)")
+    p.add_argument("-o", "--output", default=None,
+                   help="where to write eval-SPLIT.json and confusion-SPLIT.png (default RUN/eval)")
     p.set_defaults(func=run)
 
 
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     cm = confusion_matrix(logits.argmax(1), target, task.num_classes)
     out = Path(args.output) if args.output else Path(args.run if Path(args.run).is_dir() else Path(args.run).parent) / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    png = plot_confusion_matrix(cm, task.class_names, out / "confusion.png")
+    png = plot_confusion_matrix(cm, task.class_names, out / f"confusion-{args.split}.png")  # one per split
     result = {"n": len(target), "acc1": acc1, "acc5": acc5, "loss": loss, "confusion_matrix": cm.tolist()}
     result["split"] = args.split
     (out / f"eval-{args.split}.json").write_text(json.dumps(result, indent=1))

@@ -53,8 +53,8 @@ from ..errors import BadFileError, DataError
 __all__ = [
     "TaskData", "Modality", "Splits", "Item", "split_kind", "scan_splits", "finalize_splits", "carve_val",
     "read_file_list", "plan_lines", "save_split_lists", "prescan", "NamedFileErrors", "LABEL_SEPARATOR",
-    "VAL_NAMES", "ShardCodec", "ShardSample", "NOT_DATA_DIRS", "files_with", "label_name", "natural_key", "sample_training_files",
-    "ListReader",
+    "VAL_NAMES", "ShardCodec", "ShardSample", "NOT_DATA_DIRS", "files_with", "label_name", "natural_key",
+    "sample_training_files", "ListReader",
 ]
 
 logger = logging.getLogger(__name__)
