@@ -2,7 +2,8 @@
 
 Every exporter works from the deploy structure: a train-structure model is copied and
 re-parameterized first (with a log message). Inputs have a dynamic batch and, by default,
-dynamic height and width.
+dynamic height and width (from 32 for ONNX and TorchScript; from :data:`PROGRAM_MIN_SIDE`, 33, for a
+``torch.export`` program, whose guards require the stride-32 map to be larger than 1x1).
 
 Exports you can trust:
 
@@ -39,7 +40,7 @@ from .errors import ExportError, NonFiniteError
 __all__ = [
     "FORMATS", "ExportResult", "prepare_for_export", "export_model", "export_onnx", "export_torchscript",
     "export_program", "verify_sizes", "trace_size", "relative_error", "convert_checkpoint", "ConvertResult",
-    "DEFAULT_TOLERANCE",
+    "DEFAULT_TOLERANCE", "PROGRAM_MIN_SIDE",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -134,12 +135,19 @@ def _check_input_size(input_size: Sequence[int], batch_size: int) -> Tuple[int, 
     return c, h, w
 
 
-def _dynamic_shapes(dynamic_size: bool) -> Dict[str, Dict[int, object]]:
+#: smallest H and W a dynamic-size ExportedProgram (.pt2) accepts. torch.export's convolution rules
+#: guard every dynamic spatial map to be > 1, and the stride-32 map is 1 up to 32: the program
+#: refuses 32x32 (``Guard failed: x.size()[2] >= 33``). ONNX and TorchScript files have no such guard.
+PROGRAM_MIN_SIDE = _STRIDE + 1
+
+
+def _dynamic_shapes(dynamic_size: bool, min_side: Optional[int] = None) -> Dict[str, Dict[int, object]]:
+    """Dynamic batch, and H/W when ``dynamic_size`` (from ``min_side`` when given, else inferred by the exporter)."""
     dim = torch.export.Dim
     dims: Dict[int, object] = {0: dim("batch", min=1, max=4096)}
     if dynamic_size:
-        dims[2] = dim.DYNAMIC
-        dims[3] = dim.DYNAMIC
+        dims[2] = dim.DYNAMIC if min_side is None else dim("height", min=min_side)
+        dims[3] = dim.DYNAMIC if min_side is None else dim("width", min=min_side)
     return {"x": dims}
 
 
@@ -338,9 +346,17 @@ def export_program(
 ) -> ExportResult:
     """Save a ``torch.export`` ExportedProgram (``.pt2``, dynamic batch and size); reload with ``torch.export.load``.
 
-    Traced at :func:`trace_size`, verified (when ``verify``) at :func:`verify_sizes`.
+    Traced at :func:`trace_size`, verified (when ``verify``) at :func:`verify_sizes`. A dynamic-size
+    program accepts H, W >= :data:`PROGRAM_MIN_SIDE` (33): a smaller ``input_size`` raises ``ValueError``
+    (export with ``dynamic_size=False`` for a fixed 32x32, or to ONNX/TorchScript, which accept 32).
     """
     c, h, w = _check_input_size(input_size, batch_size)
+    if dynamic_size and min(h, w) < PROGRAM_MIN_SIDE:
+        raise ValueError(
+            f"input size {h}x{w}: a dynamic-size ExportedProgram (.pt2) only accepts H, W >= {PROGRAM_MIN_SIDE} "
+            f"(torch.export guards the stride-32 feature map to be larger than 1x1); export with a fixed size "
+            f"(dynamic_size=False, --static-size) for {h}x{w} inputs, or to ONNX/TorchScript, which accept sizes from 32"
+        )
     model = prepare_for_export(model)
     _check_finite_weights(model)
     path = Path(path)
@@ -349,7 +365,7 @@ def export_program(
     # a batch of 1 would be specialised by the tracer (0/1 specialisation): trace with at least 2
     x = torch.randn(max(batch_size, 2), c, th, tw, dtype=next(model.parameters()).dtype)
     with torch.no_grad(), _quiet_exporter_logs():
-        program = torch.export.export(model, (x,), dynamic_shapes=_dynamic_shapes(dynamic_size))
+        program = torch.export.export(model, (x,), dynamic_shapes=_dynamic_shapes(dynamic_size, PROGRAM_MIN_SIDE))
     torch.export.save(program, str(path))
     result = ExportResult(path, "exported-program")
     if verify:

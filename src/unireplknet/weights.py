@@ -27,9 +27,10 @@ import logging
 import os
 import re
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -38,8 +39,8 @@ from ._extras import require
 
 __all__ = [
     "PretrainedWeights", "PRETRAINED", "HF_REPO", "HF_REVISION", "list_pretrained", "get_pretrained", "resolve_pretrained",
-    "read_checkpoint", "unwrap_state_dict", "from_official", "to_official", "adapt_input_conv",
-    "load_weights", "save_weights", "infer_architecture", "model_from_checkpoint", "CheckpointError",
+    "read_checkpoint", "safe_torch_load", "unwrap_state_dict", "from_official", "to_official", "adapt_input_conv",
+    "load_weights", "check_fits", "save_weights", "infer_architecture", "model_from_checkpoint", "CheckpointError",
     "WeightsUnavailableError", "NonFiniteError", "nonfinite_keys", "check_finite_state_dict", "file_sha256",
 ]
 
@@ -182,6 +183,48 @@ def resolve_pretrained(weights: PretrainedWeights) -> Path:
     return path
 
 
+_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
+#: the pickled magic number that starts a legacy (non-zip) ``torch.save`` file
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+
+def _is_torch_archive(path: Union[str, os.PathLike]) -> bool:
+    """Whether ``path`` has the structure ``torch.save`` writes: a zip archive, or the legacy magic number."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as f:
+        return f.read(len(_LEGACY_MAGIC)) == _LEGACY_MAGIC
+
+
+def safe_torch_load(path: Union[str, os.PathLike]) -> Any:
+    """``torch.load(weights_only=True)`` (``argparse.Namespace`` allowed), its failures as one clear :class:`CheckpointError`.
+
+    The one place that tells the two failures apart: a valid file that needs a non-allowed global
+    (pickled objects that could run code) is *refused*, naming the global; anything else (random
+    bytes, a truncated or foreign file) is reported as corrupt or not a PyTorch checkpoint.
+    PyTorch's advice to retry with ``weights_only=False`` is never passed on.
+    """
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        # torch wraps the unpickler's own error in a long "Weights only load failed ..." message
+        inner = e.__context__ if isinstance(e.__context__, Exception) and "Weights only load failed" in str(e) else e
+        found = _GLOBAL_RE.search(str(e))
+        if found and _is_torch_archive(path):  # random bytes can also start with a GLOBAL opcode
+            raise CheckpointError(
+                f"refused to load {path}: it contains pickled objects that could run code ({found[1]}; only "
+                f"tensors, containers and argparse.Namespace are allowed)"
+            ) from e
+        reason = " ".join(str(inner).split()) or type(inner).__name__
+        if "Weights only load failed" in reason:  # no inner error to quote: keep only torch's specific part
+            reason = reason.split("WeightsUnpickler error:")[-1].split("Check the documentation")[0].strip()
+        raise CheckpointError(
+            f"could not read checkpoint {path}: the file is corrupt, truncated or not a PyTorch checkpoint "
+            f"({type(inner).__name__}: {reason.split('. ')[0][:200]})"
+        ) from e
+
+
 def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     """Read a ``.pth``/``.pt``/``.bin`` or ``.safetensors`` file without executing pickled code."""
     path = Path(path)
@@ -198,21 +241,7 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
             return dict(st.load_file(str(path)))
         except Exception as e:
             raise CheckpointError(f"could not read safetensors checkpoint {path}: {e}") from e
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        msg = str(e)
-        if "weights_only" in msg or "Unsupported global" in msg or "GLOBAL" in msg:
-            raise CheckpointError(
-                f"refused to load {path}: it contains pickled objects that could run code "
-                f"(only tensors, containers and argparse.Namespace are allowed). First line of the reason: "
-                f"{msg.strip().splitlines()[0]}"
-            ) from e
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise CheckpointError(
-            f"could not read checkpoint {path} (corrupt, truncated or not a checkpoint): {reason}"
-        ) from e
+    obj = safe_torch_load(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state_dict or a dict containing one")
     return dict(obj)
@@ -317,6 +346,40 @@ def check_finite_state_dict(state_dict: Mapping[str, Any], name: str = "state_di
     return bad
 
 
+def check_fits(
+    target: Mapping[str, Any],
+    state_dict: Mapping[str, Any],
+    name: str,
+    strict: bool = True,
+    ignore_missing: Sequence[str] = (),
+    model_desc: str = "this model",
+) -> Tuple[List[str], List[str]]:
+    """Raise one :class:`CheckpointError` naming ``name`` when ``state_dict`` does not fit ``target`` (a model's state_dict).
+
+    Shape mismatches always raise; missing and unexpected keys raise when ``strict`` (``num_batches_tracked``
+    and ``ignore_missing`` are never missing). Returns ``(missing, unexpected)``. The one summary of
+    "these weights belong to another model" shared by ``--pretrained``, ``load_weights`` and trained runs.
+    """
+    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}"
+                  for k, v in state_dict.items() if k in target and tuple(v.shape) != tuple(target[k].shape)]
+    if mismatched:
+        raise CheckpointError(
+            f"{name} does not fit {model_desc} ({len(mismatched)} shape mismatches, another variant?): "
+            f"{_fmt_keys(mismatched)}"
+        )
+    skip = set(ignore_missing)
+    missing = [k for k in target if k not in state_dict and not k.endswith("num_batches_tracked") and k not in skip]
+    unexpected = [k for k in state_dict if k not in target]
+    if strict and (missing or unexpected):
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {_fmt_keys(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {_fmt_keys(unexpected)}")
+        raise CheckpointError(f"{name} does not match {model_desc}: " + "; ".join(parts))
+    return missing, unexpected
+
+
 def load_weights(
     model: nn.Module,
     source: Union[str, os.PathLike, Mapping[str, Any]],
@@ -383,27 +446,11 @@ def load_weights(
             if k in sd:
                 dropped.append(k)
                 sd.pop(k)
-    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}"
-                  for k, v in sd.items() if k in target and v.shape != target[k].shape]
-    if mismatched:
-        raise CheckpointError(
-            f"{name} does not fit this model ({len(mismatched)} shape mismatches, another variant?): "
-            f"{_fmt_keys(mismatched)}"
-        )
+    ignore = [k for k in target if (k.startswith("head.") and dropped)
+              or (isinstance(model, UniRepLKNetFeatures) and re.match(r"^norm\d\.", k))]
+    missing, unexpected = check_fits(target, sd, name, strict=strict, ignore_missing=ignore)
     if dropped:
         _logger.warning("%s: %s; dropped %s (the model keeps its new head)", name, head_note, ", ".join(dropped))
-    missing = [k for k in target if k not in sd and not k.endswith("num_batches_tracked")
-               and not (k.startswith("head.") and dropped)]
-    if isinstance(model, UniRepLKNetFeatures):
-        missing = [k for k in missing if not re.match(r"^norm\d\.", k)]
-    unexpected = [k for k in sd if k not in target]
-    if strict and (missing or unexpected):
-        parts = []
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {_fmt_keys(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {_fmt_keys(unexpected)}")
-        raise CheckpointError(f"{name} does not match the model: " + "; ".join(parts))
     if missing or unexpected:
         _logger.warning("%s: %d missing and %d unexpected keys ignored", name, len(missing), len(unexpected))
     model.load_state_dict(sd, strict=False)

@@ -12,7 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "structure, check both give the same outputs on a random probe batch, and write "
                     "OUT as .safetensors plus a tensors-only .pth beside it.",
     )
-    p.add_argument("input", metavar="IN", help="checkpoint (.pth/.pt/.bin/.safetensors)")
+    p.add_argument("input", metavar="IN", help="checkpoint (.pth/.pt/.bin/.safetensors) or a run directory "
+                                               "(its deploy.safetensors, else best.pt, else last.pt)")
     p.add_argument("output", metavar="OUT", help="output path ending in .safetensors, .pth or .pt")
     p.add_argument("--probe-size", type=int, default=224, help="side of the random probe images (default 224)")
     p.add_argument("--probe-batch", type=int, default=2, help="probe batch size (default 2)")
@@ -32,12 +33,18 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix not in (".safetensors", ".pth", ".pt"):
         raise UserError(f"unsupported output format {out.suffix or '(none)'!r} for {out}: use .safetensors, .pth or .pt")
-    if not Path(args.input).is_file():
+    src = Path(args.input)
+    if src.is_dir():  # a run directory: its weights, chosen as eval/predict choose them
+        from ..tasks.classification import resolve_run_weights
+
+        src = resolve_run_weights(src)
+        print(f"{args.input} is a run directory: converting {src}")
+    elif not src.is_file():
         raise UserError(f"checkpoint not found: {args.input}")
-    result = convert_checkpoint(args.input, out, probe_size=args.probe_size, batch_size=args.probe_batch,
+    result = convert_checkpoint(src, out, probe_size=args.probe_size, batch_size=args.probe_batch,
                                 write_pth=not args.no_pth, allow_nonfinite=args.allow_nonfinite)
     if result.was_deployed:
-        print(f"{args.input} already had the deploy structure: re-saved unchanged")
+        print(f"{src} already had the deploy structure: re-saved unchanged")
     for path in result.paths:
         print(f"wrote {path}")
     print(f"max abs difference on probe {tuple(result.probe_shape)}: {result.max_abs_diff:.3g}")

@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="onnx | torchscript | exported-program (default: from OUT's suffix)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", default="unireplknet_a", help="variant to build (default unireplknet_a)")
-    src.add_argument("--checkpoint", help="checkpoint to export (architecture read from it)")
+    src.add_argument("--checkpoint", help="checkpoint to export (architecture read from it), or a run directory "
+                                          "(its model.json and deploy.safetensors, else best.pt, else last.pt)")
     p.add_argument("--num-classes", type=int, default=None, help="classifier size with --model (default 1000)")
     p.add_argument("--in-chans", type=int, default=3, help="input channels with --model (default 3)")
     p.add_argument("--input-size", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
@@ -52,7 +53,13 @@ def run(args: argparse.Namespace) -> int:
                             f"or a suffix in {', '.join(sorted(by_suffix))}")
     if fmt not in FORMATS:
         raise UserError(f"unsupported export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if args.checkpoint:
+    if args.checkpoint and Path(args.checkpoint).is_dir():
+        # a run directory: its model (model.json) with the weights eval/predict would use
+        from ..tasks.classification import load_trained, resolve_run_weights
+
+        model, _ = load_trained(args.checkpoint)
+        print(f"{args.checkpoint} is a run directory: exporting {resolve_run_weights(args.checkpoint)}")
+    elif args.checkpoint:
         from ..weights import model_from_checkpoint
 
         if not Path(args.checkpoint).is_file():

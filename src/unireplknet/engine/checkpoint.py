@@ -53,11 +53,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes; an interrupted copy or save?)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors, truncated files
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {path} (corrupt or truncated?): {reason}") from e
+    from ..weights import safe_torch_load
+
+    ckpt = safe_torch_load(path)  # corrupt files and pickled objects: one CheckpointError naming the file
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a unireplknet training checkpoint (expected format {FORMAT!r})")
     return ckpt

@@ -27,6 +27,8 @@ __all__ = [
     "classification_parts",
     "build_model",
     "load_trained",
+    "resolve_run_weights",
+    "RUN_WEIGHTS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -230,17 +232,45 @@ def build_model(config: dict[str, Any], num_classes: int, in_chans: int) -> nn.M
                                     in_chans=in_chans, allow_nonfinite=bool(config.get("allow_nonfinite")), **extra)
 
 
+#: the weight files of a run directory, in the order ``weights="auto"`` tries them
+RUN_WEIGHTS = {"deploy": "deploy.safetensors", "best": "best.pt", "last": "last.pt"}
+
+
+def resolve_run_weights(path: str | Path, weights: str = "auto") -> Path:
+    """The weights file of a ``unireplknet train`` run directory (a file is returned unchanged).
+
+    ``weights`` picks ``deploy``, ``best`` or ``last`` (``auto``: the first of them that exists).
+    The one choice ``eval``, ``predict``, ``export`` and ``convert`` make for a run directory.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"run directory or checkpoint not found: {p}")
+    if not p.is_dir():
+        return p
+    if weights != "auto" and weights not in RUN_WEIGHTS:
+        raise ValueError(f"weights must be auto, deploy, best or last, not {weights!r}")
+    order = list(RUN_WEIGHTS) if weights == "auto" else [weights]
+    found = [p / RUN_WEIGHTS[w] for w in order if (p / RUN_WEIGHTS[w]).is_file()]
+    if not found:
+        raise FileNotFoundError(f"no {' / '.join(RUN_WEIGHTS[w] for w in order)} in {p}: "
+                                f"is it a 'unireplknet train' run directory?")
+    return found[0]
+
+
 def load_trained(path: str | Path, weights: str = "auto") -> tuple[nn.Module, dict[str, Any]]:
     """A model trained by ``unireplknet train`` and its run record (``model.json``).
 
     ``path`` is a run directory or a file inside one (``best.pt``, ``last.pt``, ``deploy.safetensors``);
     ``weights`` picks ``deploy``, ``best`` or ``last`` in a run directory (``auto``: the first that exists).
+    Weights written for another model raise one :class:`~unireplknet.errors.CheckpointError` naming the file.
     """
     import json
 
     import unireplknet
 
     from ..engine.checkpoint import load_checkpoint
+    from ..errors import CheckpointError
+    from ..weights import check_fits
 
     p = Path(path)
     if not p.exists():
@@ -250,22 +280,22 @@ def load_trained(path: str | Path, weights: str = "auto") -> tuple[nn.Module, di
     if not record_path.is_file():
         raise FileNotFoundError(f"{record_path} not found: is {run_dir} a 'unireplknet train' run directory?")
     record = json.loads(record_path.read_text())
-    if p.is_dir():
-        names = {"deploy": "deploy.safetensors", "best": "best.pt", "last": "last.pt"}
-        if weights != "auto" and weights not in names:
-            raise ValueError(f"weights must be auto, deploy, best or last, not {weights!r}")
-        order = list(names) if weights == "auto" else [weights]
-        found = [run_dir / names[w] for w in order if (run_dir / names[w]).is_file()]
-        if not found:
-            raise FileNotFoundError(f"no {' / '.join(names[w] for w in order)} in {run_dir}")
-        p = found[0]
+    p = resolve_run_weights(p, weights)
     cfg = dict(record["config"], pretrained=None)
     model = build_model(cfg, int(record["num_classes"]), int(record["in_chans"]))
+    desc = f"the model of run {run_dir}"
     if p.suffix == ".safetensors":  # deploy weights: switch to the deploy structure first
         if hasattr(model, "reparameterize"):
             model.eval().reparameterize()
-        unireplknet.load_weights(model, p)
+        report = unireplknet.load_weights(model, p)  # another variant: one CheckpointError naming p
+        if report.dropped:  # load_weights keeps a fresh head for another class count: wrong for a trained run
+            raise CheckpointError(f"{p} does not fit {desc}: its classifier has another number of classes")
     else:
-        model.load_state_dict(load_checkpoint(p)["model"])
+        state = load_checkpoint(p).get("model")
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"{p} holds no whole model state_dict (a sharded fsdp checkpoint?); "
+                                  f"use the run's deploy.safetensors")
+        check_fits(model.state_dict(), state, str(p), model_desc=desc)
+        model.load_state_dict(state)
     logger.info("loaded %s", p)
     return model.eval(), record
