@@ -36,17 +36,26 @@ UPRIGHT_SHARE = 0.5
 
 
 def upright_share(clouds: list[torch.Tensor], up_axis: int = 1) -> float:
-    """Share of ``clouds`` (each ``N × 3``) with a PCA axis within :data:`ALIGNED_DEG` of axis ``up_axis``."""
-    if not clouds:
-        return 1.0
+    """Share of ``clouds`` (each ``N × 3``) with a PCA axis within :data:`ALIGNED_DEG` of axis ``up_axis``.
+
+    Clouds that cannot be measured (NaN/inf coordinates, fewer than two distinct points) are left out;
+    1.0 (upright, the defaults) when none can be."""
     cos_min = math.cos(math.radians(ALIGNED_DEG))
-    hits = 0
+    hits = measured = 0
     for c in clouds:
         xyz = c[:, :3].double()
+        if xyz.shape[0] < 2 or not torch.isfinite(xyz).all():
+            continue
         xyz = xyz - xyz.mean(0)
-        _, vecs = torch.linalg.eigh(xyz.T @ xyz)
+        if not float(xyz.abs().max()) > 0:
+            continue
+        try:
+            _, vecs = torch.linalg.eigh(xyz.T @ xyz)
+        except RuntimeError:  # torch.linalg.LinAlgError: no PCA frame for this cloud
+            continue
         hits += int(vecs[up_axis].abs().max() >= cos_min)
-    return hits / len(clouds)
+        measured += 1
+    return hits / measured if measured else 1.0
 
 
 def auto_config(cfg: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
@@ -57,7 +66,7 @@ def auto_config(cfg: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
     from .transforms import AXES
 
     try:
-        parts, _ = point_splits(argparse.Namespace(**dict(cfg)))
+        parts, _ = point_splits(argparse.Namespace(**dict(cfg)), check_files=False)  # the run checks them
     except Exception:  # the build reports data problems with its own message
         return {}
     train = parts["train"]

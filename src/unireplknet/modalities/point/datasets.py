@@ -20,7 +20,7 @@ import argparse
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from unireplknet.modalities.point.io import (
     MESH_SUFFIXES,
     POINT_SUFFIXES,
     PointSplit,
+    check_cloud,
     detect_layout,
     read_modelnet_h5,
     read_modelnet_resampled,
@@ -49,7 +50,16 @@ from unireplknet.modalities.point.transforms import (
     voting_rotations,
 )
 from unireplknet.errors import DataError
-from unireplknet.modalities.base import NamedFileErrors, Splits, TaskData, prescan, scan_splits
+from unireplknet.modalities.base import (
+    Item,
+    NamedFileErrors,
+    Splits,
+    TaskData,
+    carve_val,
+    finalize_splits,
+    prescan,
+    scan_splits,
+)
 
 __all__ = [
     "LAYOUTS",
@@ -71,6 +81,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 POINT_EXTENSIONS = POINT_SUFFIXES + MESH_SUFFIXES
+#: names the pre-scan's cache of ``read_points`` results; a new version when what ``read_points`` accepts changes
+PRESCAN_NAME = "point-read-2"
 #: file lists up to this size are read and sampled once, up front (see ``PointCloudDataset``).
 EAGER_FILES = 20000
 LAYOUTS = ("auto", "modelnet_h5", "scanobjectnn_h5", "modelnet_resampled", "class_folders", "class_folders_split")
@@ -193,8 +205,8 @@ class PointCloudDataset(Dataset):
         if cache and isinstance(split.clouds, np.ndarray) and len(split):
             log.info("sampling %d clouds (%s)", len(split), pipeline.sampling)
             for lo in range(0, len(split), chunk):
-                block = self.pipeline.base(np.asarray(split.clouds[lo:lo + chunk], dtype=np.float32), train=train)
-                self._bases.update({lo + i: b for i, b in enumerate(block)})
+                self._cache_block([(lo + i, c) for i, c in enumerate(
+                    np.asarray(split.clouds[lo:lo + chunk], dtype=np.float32))])
         elif cache and isinstance(split.clouds, list) and 0 < len(split) <= EAGER_FILES:
             self._eager_file_bases(chunk)
 
@@ -203,7 +215,7 @@ class PointCloudDataset(Dataset):
 
         DataLoader workers are new processes every epoch; a base computed lazily in a worker is lost
         with it, so without this every epoch would repeat farthest-point sampling per file. A file
-        that fails here is left to the lazy path, which reports it by name.
+        that fails here (read or sampled) is left to the lazy path, which reports it by name.
         """
         groups: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
         for i in range(len(self.split)):
@@ -216,9 +228,22 @@ class PointCloudDataset(Dataset):
         log.info("sampling %d clouds from files (%s)", sum(len(g) for g in groups.values()), self.pipeline.sampling)
         for items in groups.values():
             for lo in range(0, len(items), chunk):
-                part = items[lo:lo + chunk]
-                block = self.pipeline.base(np.stack([c for _, c in part]), train=self.train)
-                self._bases.update({i: b for (i, _), b in zip(part, block)})
+                self._cache_block(items[lo:lo + chunk])
+
+    def _cache_block(self, part: list[tuple[int, np.ndarray]]) -> None:
+        """Cache the bases of equal-shape clouds ``[(index, cloud)]``, batched; when the batch fails, one by one,
+        leaving a cloud that fails alone to the lazy path (which raises naming its file)."""
+        try:
+            block = self.pipeline.base(np.stack([c for _, c in part]), train=self.train)
+            self._bases.update({i: b for (i, _), b in zip(part, block)})
+            return
+        except (ValueError, RuntimeError):
+            pass
+        for i, cloud in part:
+            try:
+                self._bases[i] = self.pipeline.base(cloud, train=self.train)
+            except (ValueError, RuntimeError):
+                continue
 
     def __len__(self) -> int:
         return len(self.split)
@@ -232,28 +257,6 @@ class PointCloudDataset(Dataset):
         views = self.pipeline.views_of(base, train=self.train, seed=index)
         self.last_item = (views, base)
         return views, int(self.split.labels[index])
-
-
-def _stratified_split(split: PointSplit, fraction: float, seed: int) -> tuple[PointSplit, PointSplit]:
-    """Hold out ``fraction`` of each class (at least one item of classes with two or more)."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
-    rng = np.random.default_rng(seed)
-    val_idx: list[int] = []
-    for k in np.unique(split.labels):
-        idx = np.flatnonzero(split.labels == k)
-        rng.shuffle(idx)
-        take = int(round(len(idx) * fraction)) if len(idx) > 1 else 0
-        val_idx += idx[: max(take, 1 if len(idx) > 1 else 0)].tolist()
-    mask = np.zeros(len(split), bool)
-    mask[val_idx] = True
-
-    def subset(m: np.ndarray) -> PointSplit:
-        rows = np.flatnonzero(m)
-        clouds = split.clouds[rows] if isinstance(split.clouds, np.ndarray) else [split.clouds[i] for i in rows]
-        return PointSplit(clouds, split.labels[rows], split.class_names, split.loader)
-
-    return subset(~mask), subset(mask)
 
 
 def demo_splits(per_class: int, val_per_class: int, *, seed: int = 0,
@@ -389,45 +392,117 @@ def pipeline_from_args(args: argparse.Namespace, *, train: bool) -> PointPipelin
     )
 
 
-def point_splits(args: argparse.Namespace) -> tuple[dict[str, PointSplit], Optional[Splits]]:
-    """``{"train", "val", <test splits>}`` of ``args.data`` by the shared split rules.
+def _checker(read: Callable[[Path], Any]) -> Callable[[Path], None]:
+    """``read(path)`` as a pre-scan check: the reason it gives drops the path its message starts with (the
+    pre-scan names the file itself)."""
+
+    def check(path: Path) -> None:
+        try:
+            read(path)
+        except ValueError as e:
+            msg, prefix = str(e), f"{path}: "
+            if msg.startswith(prefix):
+                raise ValueError(msg[len(prefix):]) from e
+            raise
+
+    return check
+
+
+def point_splits(args: argparse.Namespace, *, check_files: bool = True) -> tuple[dict[str, PointSplit], Splits]:
+    """``{"train", "val", <test splits>}`` of ``args.data`` by the shared split rules, and their plan.
 
     File layouts (split folders, class folders, CSV lists) go through
-    :func:`~unireplknet.modalities.base.scan_splits` and the bad-file pre-scan; the packed
-    benchmark layouts (ModelNet/ScanObjectNN HDF5, resampled ModelNet) give their ``test``
-    split as a test split and validation is carved from training.
+    :func:`~unireplknet.modalities.base.scan_splits`; the packed benchmark layouts (ModelNet/ScanObjectNN
+    HDF5, resampled ModelNet) give their ``test`` split as a test split (one ScanObjectNN ``.h5`` file: none)
+    and validation is carved from training. Every layout then gets the shared checks
+    (:func:`~unireplknet.modalities.base.finalize_splits`) and the bad-file pre-scan, which checks each
+    cloud of an HDF5 file as it checks a file (named ``FILE.h5#INDEX``); ``check_files=False`` leaves the
+    pre-scan out (``auto`` measuring a sample, which the run then checks).
     """
     data = str(args.data)
     seed = int(getattr(args, "seed", 0) or 0)
     fraction = float(getattr(args, "val_fraction", None) or 0.1)
+    skip_bad = getattr(args, "skip_bad_files", None)
     layout = _get(args, "layout")
     if layout not in LAYOUTS:
         raise DataError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
     kind = "csv" if Path(data).suffix.lower() == ".csv" else detect_layout(data) if layout == "auto" else layout
     val_data = getattr(args, "val_data", None)
     if kind in ("modelnet_h5", "scanobjectnn_h5", "modelnet_resampled"):
-        variant = _get(args, "scanobjectnn_variant")
-        if kind == "modelnet_h5":
-            read = lambda split: read_modelnet_h5(data, split)  # noqa: E731
-        elif kind == "scanobjectnn_h5":
-            read = lambda split: read_scanobjectnn_h5(data, split, variant=variant)  # noqa: E731
-        else:
-            classes = 10 if (Path(data) / "modelnet10_shape_names.txt").exists() and not (
-                Path(data) / "modelnet40_shape_names.txt").exists() else 40
-            read = lambda split: read_modelnet_resampled(data, split, classes=classes)  # noqa: E731
-        train, test = read("train"), read("test")
-        train, val = _stratified_split(train, fraction, seed)
-        log.info("point-cloud data %s (%s): %d train, %d val (%g of train, seed %d), %d test", data, kind,
-                 len(train), len(val), fraction, seed, len(test))
-        return {"train": train, "val": val, "test": test}, None
+        return _packed_splits(kind, data, args, fraction=fraction, seed=seed, skip_bad=skip_bad,
+                              check_files=check_files)
     splits = scan_splits(data, POINT_SUFFIXES + MESH_SUFFIXES, val_data=val_data, val_fraction=fraction, seed=seed,
                          data_root=getattr(args, "data_root", None),
                          allow_outside_root=bool(getattr(args, "allow_outside_root", False)))
-    prescan(splits, read_points, name="point-read", skip_bad=getattr(args, "skip_bad_files", None))
+    if check_files:
+        prescan(splits, _checker(read_points), name=PRESCAN_NAME, skip_bad=skip_bad)
     index = splits.class_index()
     return {name: PointSplit([Path(f) for f, _ in items], np.asarray([index[lab[0]] for _, lab in items], np.int64),
                              list(splits.classes), read_points)
             for name, items in splits.named()}, splits
+
+
+def _packed_splits(kind: str, data: str, args: argparse.Namespace, *, fraction: float, seed: int,
+                   skip_bad: Optional[bool], check_files: bool = True) -> tuple[dict[str, PointSplit], Splits]:
+    """The splits of a benchmark layout (HDF5 or resampled ModelNet), checked as file layouts are."""
+    root = Path(data)
+    classes = 40
+    if kind == "modelnet_h5":
+        read = lambda split: read_modelnet_h5(data, split)  # noqa: E731
+    elif kind == "scanobjectnn_h5":
+        variant = _get(args, "scanobjectnn_variant")
+        read = lambda split: read_scanobjectnn_h5(data, split, variant=variant)  # noqa: E731
+    else:
+        classes = 10 if (root / "modelnet10_shape_names.txt").exists() and not (
+            root / "modelnet40_shape_names.txt").exists() else 40
+        read = lambda split: read_modelnet_resampled(data, split, classes=classes)  # noqa: E731
+    parts = {"train": read("train")}
+    if not (kind == "scanobjectnn_h5" and root.is_file()):  # one .h5 file is training data only
+        parts["test"] = read("test")
+
+    def items(split: PointSplit) -> list[Item]:
+        names = split.ids if split.ids is not None else [str(c) for c in split.clouds]
+        return [(Path(n), (split.class_names[int(k)],)) for n, k in zip(names, split.labels)]
+
+    def source(name: str) -> str:
+        split = parts[name]
+        if split.ids is None:  # resampled ModelNet: the list of shapes
+            return f"the shapes listed in {root / f'modelnet{classes}_{name}.txt'}"
+        return ", ".join(dict.fromkeys(i.rsplit("#", 1)[0] for i in split.ids))
+
+    train, val = carve_val(items(parts["train"]), fraction, seed)
+    sources = {"train": f"{source('train')} minus validation",
+               "val": f"{fraction:g} of the training clouds per class (seed {seed})"}
+    tests = {}
+    if "test" in parts:
+        tests["test"], sources["test"] = items(parts["test"]), source("test")
+    splits = finalize_splits(Splits(kind, train, val, tests, sources), data)
+    trained = set(splits.classes)
+    splits.classes = [c for c in parts["train"].class_names if c in trained]  # the data set's own class order
+    rows = {str(path): (split, i) for split in parts.values() for i, (path, _) in enumerate(items(split))}
+    if check_files and parts["train"].ids is None:  # files: read and checked as every file layout is
+        prescan(splits, _checker(parts["train"].loader or read_points), name=f"{PRESCAN_NAME}-{kind}",
+                skip_bad=skip_bad)
+    elif check_files:  # clouds in memory: each checked like a file, named FILE.h5#INDEX
+
+        def cloud_at(path: Path) -> None:
+            split, i = rows[str(path)]
+            check_cloud(np.asarray(split.clouds[i]), str(path))
+
+        prescan(splits, _checker(cloud_at), name=f"point-{kind}", skip_bad=skip_bad, cache=False, key=str)
+    index = splits.class_index()
+    out: dict[str, PointSplit] = {}
+    for name, its in splits.named():
+        labels = np.asarray([index[lab[0]] for _, lab in its], np.int64)
+        source_split = rows[str(its[0][0])][0]  # train and val come from the training split, test from test
+        if source_split.ids is None:
+            out[name] = PointSplit([Path(f) for f, _ in its], labels, list(splits.classes), source_split.loader)
+        else:
+            at = np.asarray([rows[str(f)][1] for f, _ in its], np.int64)
+            out[name] = PointSplit(source_split.clouds[at], labels, list(splits.classes), ids=[str(f) for f, _ in its])
+    log.info("point-cloud data %s (%s): %s", data, kind,
+             ", ".join(f"{len(v)} {k}" for k, v in out.items()))
+    return out, splits
 
 
 def build_task_data(args: argparse.Namespace) -> TaskData:
@@ -453,6 +528,8 @@ def build_task_data(args: argparse.Namespace) -> TaskData:
         ds = PointCloudDataset(split, pipeline_from_args(args, train=True) if train else evaluation, train=train)
         if isinstance(split.clouds, list):
             return NamedFileErrors(ds, lambda i, c=split.clouds: c[i])
+        if split.ids is not None:
+            return NamedFileErrors(ds, lambda i, c=split.ids: c[i])
         return ds
 
     tests = {k: dataset(v, False) for k, v in parts.items() if k not in ("train", "val")}

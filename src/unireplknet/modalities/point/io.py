@@ -16,6 +16,7 @@ Dataset layouts (each returns a :class:`PointSplit` per split):
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +26,15 @@ import numpy as np
 import torch
 
 from unireplknet._extras import require
-from unireplknet.modalities.point.transforms import check_points, sample_surface
+from unireplknet.modalities.point.transforms import check_points, normalize, sample_surface
 
 __all__ = [
     "POINT_SUFFIXES",
     "MESH_SUFFIXES",
     "SCANOBJECTNN_CLASSES",
     "PointSplit",
+    "check_cloud",
+    "mesh_seed",
     "read_points",
     "decode_points",
     "encode_points",
@@ -61,13 +64,15 @@ class PointSplit:
     """One split of a labelled point-cloud set.
 
     ``clouds`` is either an ``S × N × C`` array (HDF5 sets, all in memory) or a
-    list of file paths read on demand with ``loader``.
+    list of file paths read on demand with ``loader``. ``ids`` names where each
+    in-memory cloud came from (``FILE.h5#INDEX``), for messages and split lists.
     """
 
     clouds: Union[np.ndarray, list[Path]]
     labels: np.ndarray
     class_names: list[str]
     loader: Optional[Callable[[Path], np.ndarray]] = None
+    ids: Optional[list[str]] = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -97,8 +102,24 @@ def _as_cloud(arr: np.ndarray, path: Path) -> np.ndarray:
     if arr.shape[0] in (3, 6) and arr.shape[1] > arr.shape[0]:
         raise ValueError(f"{path}: shape {arr.shape} looks like a transposed cloud ({arr.shape[0]} rows of "
                          f"{arr.shape[1]} values); points go in rows: save it as an (N, {arr.shape[0]}) array")
-    check_points(arr, name=str(path))
+    check_cloud(arr, str(path))
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def check_cloud(cloud: np.ndarray, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` for a cloud no pipeline can use: a wrong shape, no points,
+    NaN/inf coordinates, or a degenerate cloud (one point, or all points equal: it cannot be scaled)."""
+    pts = check_points(cloud, name=name)
+    try:
+        normalize(pts[..., :3])
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from e
+
+
+def mesh_seed(path: PathLike) -> int:
+    """The seed of a mesh file's surface sample: a stable hash of its file name, so training, evaluation,
+    ``predict`` and resumed runs sample the same points from it (wherever the folder is)."""
+    return int.from_bytes(hashlib.sha1(Path(path).name.encode("utf-8")).digest()[:8], "little") >> 1
 
 
 def _read_numpy(path: Path) -> np.ndarray:
@@ -143,18 +164,36 @@ def encode_points(cloud: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _numbers(line: str) -> Optional[list[float]]:
+    """The values of a text line (comma or whitespace separated), or None if one is not a number."""
+    try:
+        return [float(t) for t in line.replace(",", " ").split()]
+    except ValueError:
+        return None
+
+
 def _read_text(path: Path) -> np.ndarray:
-    with open(path) as fh:
-        first = ""
-        for line in fh:
+    """A text table of points; one non-numeric header line (``x,y,z``, CloudCompare's ``//X,Y,Z``) and a
+    leading line holding only the point count (Leica ``.pts``) are skipped."""
+    lines: list[tuple[int, str]] = []  # (line number, text) of the first three data lines
+    with open(path, errors="replace") as fh:
+        for number, line in enumerate(fh):
             if line.strip() and not line.lstrip().startswith("#"):
-                first = line
-                break
-    if not first:
+                lines.append((number, line))
+                if len(lines) == 3:
+                    break
+    if len(lines) >= 2 and _numbers(lines[0][1]) is None:  # a header row above data
+        lines = lines[1:]
+    if len(lines) >= 2:
+        count, nxt = _numbers(lines[0][1]), _numbers(lines[1][1])
+        if count is not None and len(count) == 1 and float(count[0]).is_integer() and nxt and len(nxt) >= 3:
+            lines = lines[1:]  # a point count before the points
+    if not lines:
         raise ValueError(f"{path}: the point cloud is empty (no data lines)")
+    start, first = lines[0]
     delimiter = "," if "," in first else None
     try:
-        arr = np.loadtxt(path, delimiter=delimiter, dtype=np.float32, comments="#", ndmin=2)
+        arr = np.loadtxt(path, delimiter=delimiter, dtype=np.float32, comments="#", ndmin=2, skiprows=start)
     except ValueError as e:
         raise ValueError(f"{path}: not a numeric table of points ({e})") from e
     return arr
@@ -189,7 +228,9 @@ def _read_ply(path: Path, num_points: int, generator: Optional[torch.Generator])
 def _sample_mesh(
     vertices: np.ndarray, faces: np.ndarray, num_points: int, generator: Optional[torch.Generator], path: Path
 ) -> np.ndarray:
-    """Area-weighted surface sample (xyz + normals); logs a warning for non-manifold edges."""
+    """Area-weighted surface sample (xyz + normals); logs a warning for non-manifold edges.
+
+    Without ``generator`` the sample is seeded by :func:`mesh_seed` (the same points on every read)."""
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3) if np.size(faces) else np.zeros((0, 3), np.int64)
     if len(faces) == 0 or len(vertices) == 0:
         raise ValueError(f"{path}: mesh is empty (no faces), cannot sample its surface")
@@ -198,6 +239,8 @@ def _sample_mesh(
     if (counts > 2).any():
         log.warning("%s: mesh is non-manifold (%d edges shared by more than two faces); "
                     "sampling its surface anyway", path, int((counts > 2).sum()))
+    if generator is None:
+        generator = torch.Generator().manual_seed(mesh_seed(path))
     try:
         return sample_surface(vertices, faces, num_points, generator=generator).numpy()
     except ValueError as e:
@@ -261,9 +304,10 @@ def _read_lines(path: Path) -> list[str]:
     return [ln.strip() for ln in _exists(path).read_text().splitlines() if ln.strip()]
 
 
-def _h5_arrays(files: Sequence[Path], normals: bool) -> tuple[np.ndarray, np.ndarray]:
+def _h5_arrays(files: Sequence[Path], normals: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Clouds, labels and ids (``FILE.h5#INDEX``) of HDF5 files with ``data`` and ``label`` datasets."""
     h5py = require("h5py", "point", "reading HDF5 point-cloud sets")
-    data, labels = [], []
+    data, labels, ids = [], [], []
     for f in files:
         with h5py.File(_exists(f), "r") as h:
             if "data" not in h or "label" not in h:
@@ -277,9 +321,13 @@ def _h5_arrays(files: Sequence[Path], normals: bool) -> tuple[np.ndarray, np.nda
                 d = np.concatenate([d[..., :3], np.asarray(h["normal"], dtype=np.float32)], axis=-1)
             else:
                 d = d[..., :3]
+            lab = np.asarray(h["label"]).reshape(-1).astype(np.int64)
+            if len(lab) != len(d):
+                raise ValueError(f"{f}: 'label' holds {len(lab)} labels for {len(d)} clouds")
             data.append(d)
-            labels.append(np.asarray(h["label"]).reshape(-1).astype(np.int64))
-    return np.concatenate(data), np.concatenate(labels)
+            labels.append(lab)
+            ids += [f"{f}#{i}" for i in range(len(d))]
+    return np.concatenate(data), np.concatenate(labels), ids
 
 
 def read_modelnet_h5(root: PathLike, split: str = "train", *, normals: bool = False) -> PointSplit:
@@ -293,10 +341,10 @@ def read_modelnet_h5(root: PathLike, split: str = "train", *, normals: bool = Fa
     if not files:
         raise FileNotFoundError(f"{r}: no ply_data_{split}*.h5 files (ModelNet40 HDF5 layout)")
     names = _read_lines(r / "shape_names.txt") if (r / "shape_names.txt").exists() else []
-    data, labels = _h5_arrays(files, normals)
+    data, labels, ids = _h5_arrays(files, normals)
     names = names or [str(i) for i in range(int(labels.max()) + 1)]
     _check_labels(labels, names, r)
-    return PointSplit(data, labels, names)
+    return PointSplit(data, labels, names, ids=ids)
 
 
 def read_scanobjectnn_h5(
@@ -304,20 +352,28 @@ def read_scanobjectnn_h5(
 ) -> PointSplit:
     """ScanObjectNN HDF5: ``training_{variant}.h5`` / ``test_{variant}.h5`` (default: PB_T50_RS).
 
-    ``root`` is the folder holding the files (e.g. ``h5_files/main_split``) or one ``.h5`` file.
+    ``root`` is the folder holding the files (e.g. ``h5_files/main_split``) or one ``.h5`` file, which is
+    training data only (split ``train``): a test split never comes from the file that is trained on.
     """
     r = _exists(root)
     if r.is_file():
+        if split != "train":
+            raise ValueError(f"{r}: one .h5 file is training data only and has no {split} split; pass the folder "
+                             f"holding training_<variant>.h5 and test_<variant>.h5 for a test split")
         files = [r]
     else:
         prefix = "training" if split == "train" else "test"
         files = [r / f"{prefix}_{variant}.h5"]
         if not files[0].exists():
-            raise FileNotFoundError(f"{files[0]}: ScanObjectNN file not found (variant {variant!r})")
-    data, labels = _h5_arrays(files, normals=False)
+            present = sorted(p.name for p in r.glob("*.h5"))
+            raise FileNotFoundError(
+                f"{files[0]}: ScanObjectNN file not found (variant {variant!r}); the folder holds "
+                f"{', '.join(present) if present else 'no .h5 files'}: pick the variant with --scanobjectnn-variant "
+                f"(the file name after training_/test_, e.g. objectdataset for training_objectdataset.h5)")
+    data, labels, ids = _h5_arrays(files, normals=False)
     names = list(SCANOBJECTNN_CLASSES)
     _check_labels(labels, names, r)
-    return PointSplit(data, labels, names)
+    return PointSplit(data, labels, names, ids=ids)
 
 
 def read_modelnet_resampled(root: PathLike, split: str = "train", *, classes: int = 40,
