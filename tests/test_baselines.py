@@ -178,10 +178,30 @@ def test_frame_difference_sees_direction_first_frame_does_not():
         B.frame_difference(torch.rand(1, 15, 96), frames_grid=grid)
 
 
-def test_multi_label_task_is_skipped_with_reason():
-    out = B.run_baselines(blob_task(multi_label=True))
-    assert out["results"] == {} and "multi-label" in out["skipped"]
-    assert "skipped" in B.format_table({"val": 0.5}, out)
+def multi_label_blobs(n: int, seed: int):
+    """Two independent labels, each switching on its own fixed template (items may carry both or neither)."""
+    templates = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(seed)
+    xs, ys = [], []
+    for _ in range(n):
+        y = (torch.rand(2, generator=g) < torch.tensor([0.5, 0.25])).float()
+        xs.append((y.view(2, 1, 1, 1) * templates).sum(0) + 0.7 * torch.randn(1, 16, 16, generator=g))
+        ys.append(y)
+    return xs, ys
+
+
+def test_multi_label_baselines_score_map_well_above_the_prevalence():
+    tr, va, te = (multi_label_blobs(n, s) for n, s in ((160, 1), (60, 2), (60, 3)))
+    ds = [ListDataset(*d, expose_targets=False) for d in (tr, va, te)]
+    task = TaskData(train=ds[0], val=ds[1], num_classes=2, class_names=["a", "b"], in_chans=1, input_size=(16, 16),
+                    tests={"test": ds[2]}, multi_label=True)
+    out = B.run_baselines(task)
+    assert "skipped" not in out and set(out["results"]) == {"val", "test"} and out["n_train"] == 160
+    for r in out["results"].values():
+        assert 0.25 < r["label_prevalence"] < 0.5  # the mAP of a random ranking: mean of 0.5 and 0.25
+        assert r["logreg[pixels]"] >= 0.9 > r["label_prevalence"] + 0.3
+    table = B.format_table({"val": 0.5}, out)
+    assert "label_prevalence" in table and "logreg[pixels]" in table and "skipped" not in table
 
 
 def test_format_table_lists_splits_and_methods():

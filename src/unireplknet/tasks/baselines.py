@@ -305,6 +305,64 @@ def fit_baselines(
     return (results, preds) if return_predictions else results
 
 
+def _read_multi(dataset: Any, fns: Mapping[str, FeatureFn], max_items: Optional[int], seed: int
+                ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """:func:`_read` for multi-label data: features and the ``N x K`` boolean label matrix of a seeded subset."""
+    n = len(dataset)
+    idx = np.random.default_rng(seed).permutation(n)[:max_items] if max_items is not None and n > max_items \
+        else np.arange(n)
+    feats: dict[str, list[np.ndarray]] = {name: [] for name in fns}
+    ys: list[np.ndarray] = []
+    with _seeded(seed):
+        for i in idx:
+            x, y = dataset[int(i)]
+            y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+            ys.append(np.asarray(y, dtype=np.float64).reshape(-1) > 0.5)
+            for name, fn in fns.items():
+                feats[name].append(_view_mean(fn, x))
+    out = {name: np.stack(rows) if rows else np.zeros((0, 0)) for name, rows in feats.items()}
+    return out, np.stack(ys) if ys else np.zeros((0, 0), dtype=bool)
+
+
+def _one_vs_rest_scores(x_train: np.ndarray, y_train: np.ndarray, x: np.ndarray, seed: int) -> np.ndarray:
+    """Per-label logistic-regression scores (standardised features); a label constant in training scores its
+    training frequency."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x_train)
+    xt, xe = scaler.transform(x_train), scaler.transform(x)
+    scores = np.tile(y_train.mean(0), (len(x), 1))
+    for c in range(y_train.shape[1]):
+        if 0 < y_train[:, c].sum() < len(y_train):
+            model = LogisticRegression(max_iter=1000, random_state=seed).fit(xt, y_train[:, c])
+            scores[:, c] = model.predict_proba(xe)[:, 1]
+    return scores
+
+
+def _multi_label_baselines(task: TaskData, fns: Mapping[str, FeatureFn], available: Mapping[str, Any],
+                           wanted: Sequence[str], max_train: int, max_eval: Optional[int], seed: int
+                           ) -> tuple[dict[str, dict[str, float]], int]:
+    """``{split: {"label_prevalence": mAP of a random ranking, "logreg[feature]": mAP}}`` (the model's mAP)."""
+    from .classification import mean_average_precision
+
+    train_feats, y_train = _read_multi(task.train, fns, max_train, seed)
+    logger.info("baselines (multi-label): %d training items, features %s", len(y_train), ", ".join(fns))
+    results: dict[str, dict[str, float]] = {}
+    with _one_blas_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings of tiny fits
+        for name in wanted:
+            feats, y = (train_feats, y_train) if name == "train" else _read_multi(available[name], fns, max_eval, seed)
+            has = y.any(0) if len(y) else np.zeros(0, dtype=bool)
+            per = {"label_prevalence": float(y.mean(0)[has].mean()) if has.any() else float("nan")}
+            target = torch.as_tensor(y.astype(np.float32))
+            for fname in fns:
+                scores = _one_vs_rest_scores(train_feats[fname], y_train, feats[fname], seed)
+                per[f"logreg[{fname}]"] = mean_average_precision(torch.as_tensor(scores), target)
+            results[name] = per
+    return results, int(len(y_train))
+
+
 def run_baselines(
     task: TaskData,
     *,
@@ -326,9 +384,10 @@ def run_baselines(
     fitted subset). ``max_eval`` caps scored splits too (default: all items, the model's splits).
 
     Returns ``{"features": {name: description}, "results": {split: {"logreg[pixels]": acc,
-    "1nn[pixels]": acc, ..., "majority_class": acc}}, "n_train": n, "seconds": t}``; a
-    multi-label task (or one without training data) returns empty results and a
-    ``"skipped"`` reason.
+    "1nn[pixels]": acc, ..., "majority_class": acc}}, "n_train": n, "seconds": t}``. A multi-label task
+    gets mAP (the model's metric) instead: ``logreg[feature]`` (one logistic regression per label) and
+    ``label_prevalence`` (the mAP of a random ranking); a task without training data returns empty results
+    and a ``"skipped"`` reason.
     """
     t0 = time.perf_counter()
     fns: dict[str, FeatureFn] = {"pixels": functools.partial(pixel_features, pool=pool)}
@@ -348,8 +407,6 @@ def run_baselines(
         return {"features": desc, "results": {}, "n_train": 0, "seconds": time.perf_counter() - t0,
                 "skipped": reason}
 
-    if task.multi_label:
-        return done("multi-label task: single-label accuracy baselines do not apply")
     if task.train is None or len(task.train) == 0:
         return done("the task has no training split")
     available = {"val": task.val, **dict(task.tests)}
@@ -358,6 +415,11 @@ def run_baselines(
         if name != "train" and available.get(name) is None:
             raise ValueError(f"the task has no split {name!r}; it has: "
                              f"{', '.join(n for n, d in available.items() if d is not None)}")
+    if task.multi_label:
+        results, n_train = _multi_label_baselines(task, fns, available, wanted, max_train, max_eval, seed)
+        seconds = time.perf_counter() - t0
+        logger.info("multi-label baselines done in %.1fs", seconds)
+        return {"features": desc, "results": results, "n_train": n_train, "seconds": seconds}
 
     train_feats, y_train = _read(task.train, fns, max_train, seed)
     logger.info("baselines: %d training items, features %s", len(y_train), ", ".join(fns))
