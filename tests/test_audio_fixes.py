@@ -89,3 +89,19 @@ def test_audio_stats_skips_unreadable_files_like_train(tmp_path, capsys, caplog)
     assert "skipped 1 unreadable file(s)" in warning and "empty.wav" in warning
     assert cli_main(["audio-stats", "--data", str(root), "--no-skip-bad-files"]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_audio_stats_takes_data_root_for_a_csv_list(tmp_path, capsys):
+    (tmp_path / "clips").mkdir()
+    rows = ["path,label"]
+    for w, word in enumerate(("no", "yes")):
+        for i in range(3):
+            sf.write(str(tmp_path / "clips" / f"{word}{i}.wav"), tone(300 + 400 * w + 20 * i), SR)
+            rows.append(f"{word}{i}.wav,{word}")
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "all.csv").write_text("\n".join(rows) + "\n")
+    assert cli_main(["audio-stats", "--data", str(tmp_path / "lists" / "all.csv")]) == 2
+    capsys.readouterr()
+    assert cli_main(["audio-stats", "--data", str(tmp_path / "lists" / "all.csv"),
+                     "--data-root", str(tmp_path / "clips")]) == 0
+    assert "files:" in capsys.readouterr().out

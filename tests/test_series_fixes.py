@@ -144,3 +144,24 @@ def test_empty_folder_error_names_layouts(tmp_path):
     (tmp_path / "d" / "notes.md").write_text("x")
     with pytest.raises(DataError, match="series_classification.md"):
         ucr.find_ucr_splits(tmp_path / "d")
+
+
+def test_per_file_list_paths_resolve_under_data_root(tmp_path):
+    import numpy as np
+
+    from unireplknet.errors import DataError
+    from unireplknet.modalities.series.ucr import find_ucr_splits
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "series").mkdir()
+    rows = ["path,label"]
+    for c in ("up", "down"):
+        for i in range(4):
+            np.save(tmp_path / "series" / f"{c}{i}.npy", rng.normal(size=32).cumsum() * (1 if c == "up" else -1))
+            rows.append(f"{c}{i}.npy,{c}")
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "all.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises((DataError, FileNotFoundError)):
+        find_ucr_splits(tmp_path / "lists" / "all.csv")
+    got = find_ucr_splits(tmp_path / "lists" / "all.csv", data_root=tmp_path / "series")
+    assert len(got.plan.train) + len(got.plan.val) == 8 and got.plan.classes == ["down", "up"]

@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=0.1, help="as for training, when the data has no val split")
     p.add_argument("--max-files", type=int, default=None, help="use only the first N files (seeded shuffle)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and of the --max-files choice")
+    p.add_argument("--data-root", default=None, help="folder that relative CSV paths resolve under (the CSV's folder)")
+    p.add_argument("--allow-outside-root", action="store_true", help="allow CSV paths outside the data root")
     p.add_argument("--skip-bad-files", action=argparse.BooleanOptionalAction, default=None,
                    help="skip unreadable files with one warning (default); --no-skip-bad-files: stop with an error")
     p.add_argument("-o", "--output", default=None, help="also write `audio_mean: ...` / `audio_std: ...` to this YAML file")
@@ -38,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from unireplknet.modalities.audio.datasets import audio_config_from_args, audio_splits, check_audio, log_mel_stats
     from unireplknet.modalities.base import prescan
 
-    splits = audio_splits(args.data, argparse.Namespace(seed=args.seed, val_fraction=args.val_fraction))
+    splits = audio_splits(args.data, argparse.Namespace(seed=args.seed, val_fraction=args.val_fraction,
+                                                        data_root=args.data_root,
+                                                        allow_outside_root=args.allow_outside_root))
     # the pre-scan of train/eval (same check, same cache): unreadable files skipped with one warning, or an error
     prescan(splits, check_audio, name="audio-decode", skip_bad=args.skip_bad_files)
     named = dict(splits.named())

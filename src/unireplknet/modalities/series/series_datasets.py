@@ -200,7 +200,9 @@ def build_task_data(args: argparse.Namespace) -> TaskData:
         source = "synthetic shapes (demo)"
         files = None
     else:
-        ucr = find_ucr_splits(data, getattr(args, "val_data", None), val_fraction=val_fraction, seed=seed)
+        ucr = find_ucr_splits(data, getattr(args, "val_data", None), val_fraction=val_fraction, seed=seed,
+                              data_root=getattr(args, "data_root", None),
+                              allow_outside_root=bool(getattr(args, "allow_outside_root", False)))
         sets = {name: s for name, s in ucr.named()}
         plan = ucr.plan
         source = str(data)
@@ -453,7 +455,8 @@ def auto_config(*args: Any, **kwargs: Any) -> dict[str, tuple[Any, str]]:
         return {}
     if per_file_layout(Path(data)):  # one series per file: the training part of the shared split rules
         plan = per_file_plan(data, get("val_data"), val_fraction=float(get("val_fraction") or 0.1),
-                             seed=int(get("seed") or 0))
+                             seed=int(get("seed") or 0), data_root=get("data_root"),
+                             allow_outside_root=bool(get("allow_outside_root")))
         X, y = read_items(plan.train)
         val_file = Path(data)  # the validation part is already set apart (not carved again below)
     else:

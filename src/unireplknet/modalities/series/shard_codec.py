@@ -77,7 +77,8 @@ def _samples(args: argparse.Namespace) -> tuple[dict[str, list[ShardSample]], li
 
     ucr = find_ucr_splits(args.data, getattr(args, "val_data", None),
                           val_fraction=float(getattr(args, "val_fraction", None) or 0.1),
-                          seed=int(getattr(args, "seed", 0) or 0))
+                          seed=int(getattr(args, "seed", 0) or 0), data_root=getattr(args, "data_root", None),
+                          allow_outside_root=bool(getattr(args, "allow_outside_root", False)))
 
     def sample(x: np.ndarray, label: Any) -> ShardSample:
         return "npy", lambda: encode_series(x), str(label)

@@ -41,7 +41,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
@@ -442,10 +442,12 @@ def per_file_layout(data: Path) -> bool:
 
 
 def per_file_plan(data: PathLike, val_data: Optional[PathLike] = None, *, val_fraction: float = 0.1,
-                  seed: int = 0) -> Splits:
-    """The file-level splits of a one-series-per-file layout (the shared rules of ``scan_splits``)."""
+                  seed: int = 0, data_root: Optional[PathLike] = None, allow_outside_root: bool = False) -> Splits:
+    """The file-level splits of a one-series-per-file layout (the shared rules of ``scan_splits``, with
+    ``data_root`` / ``allow_outside_root`` for the paths of a list)."""
     try:
-        return scan_splits(data, PER_FILE_EXTENSIONS, val_data=val_data, val_fraction=val_fraction, seed=seed)
+        return scan_splits(data, PER_FILE_EXTENSIONS, val_data=val_data, val_fraction=val_fraction, seed=seed,
+                           data_root=data_root, allow_outside_root=allow_outside_root)
     except DataError as e:
         if "no files" in str(e) or "no files with a known extension" in str(e):
             raise DataError(f"{e}; {LAYOUTS_HINT}") from None
@@ -556,6 +558,8 @@ def find_ucr_splits(
     *,
     val_fraction: float = 0.1,
     seed: int = 0,
+    data_root: Optional[PathLike] = None,
+    allow_outside_root: bool = False,
 ) -> UCRSplits:
     """Read the splits of a UCR/UEA problem (folder or file; see the module docstring).
 
@@ -567,7 +571,8 @@ def find_ucr_splits(
     if not data.exists():
         raise FileNotFoundError(f"data not found: {data}")
     if per_file_layout(data):
-        return _per_file_splits(data, val_data, val_fraction=val_fraction, seed=seed)
+        return _per_file_splits(data, val_data, val_fraction=val_fraction, seed=seed, data_root=data_root,
+                                allow_outside_root=allow_outside_root)
     train_file, val_file, test_files = locate_split_files(data)
     if val_data is not None:
         val_file = Path(val_data)
@@ -609,9 +614,10 @@ def find_ucr_splits(
     return UCRSplits((Xtr, ytr), (Xva, yva), tests, plan, files)
 
 
-def _per_file_splits(data: Path, val_data: Optional[PathLike], *, val_fraction: float, seed: int) -> UCRSplits:
+def _per_file_splits(data: Path, val_data: Optional[PathLike], *, val_fraction: float, seed: int,
+                     **roots: Any) -> UCRSplits:
     """:func:`find_ucr_splits` for a one-series-per-file layout."""
-    plan = per_file_plan(data, val_data, val_fraction=val_fraction, seed=seed)
+    plan = per_file_plan(data, val_data, val_fraction=val_fraction, seed=seed, **roots)
     read = {name: read_items(items) for name, items in plan.named()}
     channels = {x.shape[0] for X, _ in read.values() for x in X}
     if len(channels) > 1:
