@@ -2,6 +2,7 @@
 evaluation (top-1/top-5, multi-view averaging, mAP) and the confusion matrix."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -257,6 +258,30 @@ def resolve_run_weights(path: str | Path, weights: str = "auto") -> Path:
     return found[0]
 
 
+def _run_task(run_dir: Path, record: Optional[dict[str, Any]]) -> Optional[str]:
+    """The task of a run directory (``model.json``'s config, else ``config.yaml``), ``None`` when unknown."""
+    if record is not None:
+        return (record.get("config") or {}).get("task") or record.get("task")
+    try:
+        cfg = run_dir / "config.yaml"
+        if cfg.is_file():
+            import yaml
+
+            task = (yaml.safe_load(cfg.read_text()) or {}).get("task")
+            if task:
+                return str(task)
+        summary = run_dir / "summary.json"
+        if summary.is_file():  # a segmentation run records its task only through its metrics
+            data = json.loads(summary.read_text())
+            if data.get("task"):
+                return str(data["task"])
+            if any("mIoU" in (r or {}) for r in (data.get("evaluation") or {}).values()):
+                return "segmentation"
+    except Exception:  # unreadable files: the missing model.json is the error to report
+        return None
+    return None
+
+
 def load_trained(path: str | Path, weights: str = "auto") -> tuple[nn.Module, dict[str, Any]]:
     """A model trained by ``unireplknet train`` and its run record (``model.json``).
 
@@ -277,9 +302,13 @@ def load_trained(path: str | Path, weights: str = "auto") -> tuple[nn.Module, di
         raise FileNotFoundError(f"run directory or checkpoint not found: {p}")
     run_dir = p if p.is_dir() else p.parent
     record_path = run_dir / "model.json"
-    if not record_path.is_file():
+    record = json.loads(record_path.read_text()) if record_path.is_file() else None
+    task = _run_task(run_dir, record)
+    if task not in (None, "classification"):
+        raise CheckpointError(f"{run_dir} is a {task} run: eval and predict take classification runs; its test "
+                              f"numbers are in {run_dir / 'summary.json'} (docs/dense.md)")
+    if record is None:
         raise FileNotFoundError(f"{record_path} not found: is {run_dir} a 'unireplknet train' run directory?")
-    record = json.loads(record_path.read_text())
     p = resolve_run_weights(p, weights)
     cfg = dict(record["config"], pretrained=None)
     model = build_model(cfg, int(record["num_classes"]), int(record["in_chans"]))

@@ -182,8 +182,9 @@ class DetectionSplits:
 
 
 def _resolve_image(name: str, roots: Sequence[Path]) -> Path:
-    """The first existing ``root/name`` or ``root/images/name``; else ``roots[0]/name`` (reported as unreadable)."""
-    p = Path(name)
+    """The first existing ``root/name`` or ``root/images/name``; else ``roots[0]/name`` (reported as unreadable).
+    Windows separators (``sub\\x.jpg``, as some annotation tools write them) are read as ``/``."""
+    p = Path(name.replace("\\", "/")) if "\\" in name and not Path(name).exists() else Path(name)
     if p.is_absolute():
         return p
     for root in roots:
