@@ -88,7 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="continue a run from its last.pt (in that run's directory; its config is the base)")
     g.add_argument("--force", action="store_true", default=None, help="take over a run directory locked by another run")
     g.add_argument("--model", default=None, help="variant (unireplknet_a ... unireplknet_xl) or 'custom' (auto: from the data)")
-    g.add_argument("--model-args", default=None, type=json.loads, help='JSON, e.g. \'{"depths": [1,1,2,1], ...}\'')
+    g.add_argument("--model-args", default=None, type=json.loads, help='JSON, e.g. \'{"depths": [1,1,2,1], "dims": [16,32,64,128], '
+                        '"kernel_sizes": [[3],[3],[13,3],[3]]}\' (kernel_sizes: one list per stage)')
     g.add_argument("--pretrained", default=None, help="weights tag or path; the head is reset to the data's classes")
     g.add_argument("--head-init-scale", type=float, default=None, help="scale of the new head's init")
     g.add_argument("--auto", action=argparse.BooleanOptionalAction, default=None,
