@@ -171,7 +171,7 @@ def test_a_mask_that_fails_while_training_is_one_error_naming_it(tmp_path, capsy
         _pair(root / "val", f"va{i}", 10 + i)
     bad = root / "val" / "masks" / "va0.png"
     Image.fromarray(np.full((32, 32), 7, dtype=np.uint8)).save(bad)
-    assert _train(tmp_path, root) == 2
+    assert _train(tmp_path, root, "--no-skip-bad-files") == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and f"mask {bad} has values [7]" in err, err
 
@@ -180,7 +180,7 @@ def test_a_pair_that_breaks_after_the_scan_is_one_error_naming_it(tmp_path, caps
     """A file that fails inside the data loader (here: the pre-scan is bypassed) is one error line naming it."""
     import unireplknet.tasks.segmentation_data as sd
 
-    monkeypatch.setattr(sd, "drop_bad_pairs", lambda splits, skip_bad=True: {})
+    monkeypatch.setattr(sd, "drop_bad_pairs", lambda splits, *a, **k: {})
     root = tmp_path / "d"
     for i in range(2):
         _pair(root / "train", f"tr{i}", i)

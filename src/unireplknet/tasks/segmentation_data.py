@@ -15,7 +15,9 @@ images (unlabeled images are not silently used); a mask without an image is igno
 an image/mask size mismatch and mask values outside ``0..num_classes-1`` (other than
 ``ignore_index``) raise ``ValueError`` naming the file. The training command first pre-scans every pair
 (:func:`drop_bad_pairs`: the shared bad-file rule of :func:`unireplknet.modalities.base.prescan`): a pair whose
-image or mask cannot be decoded, or whose sizes differ, is skipped with one warning, or is an error naming it.
+image or mask cannot be decoded, whose sizes differ, or (in any split) whose mask holds a value outside the class
+count of ``classes.txt`` / the training masks, is skipped with one warning, or is an error naming it. Hidden
+files (``.DS_Store``, AppleDouble ``._x.jpg``) are never read.
 """
 from __future__ import annotations
 
@@ -55,10 +57,10 @@ def find_pairs(root: Union[str, os.PathLike]) -> List[Pair]:
     for d in (img_dir, mask_dir):
         if not d.is_dir():
             raise FileNotFoundError(f"segmentation folder {root} needs images/ and masks/ sub-folders; missing {d}")
-    images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    images = _visible(img_dir, IMAGE_EXTENSIONS)
     if not images:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {img_dir}")
-    masks = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() == ".png"}
+    masks = {p.stem: p for p in _visible(mask_dir, (".png",))}
     missing = [p.name for p in images if p.stem not in masks]
     if missing:
         more = f" ... and {len(missing) - 5} more" if len(missing) > 5 else ""
@@ -70,6 +72,13 @@ def find_pairs(root: Union[str, os.PathLike]) -> List[Pair]:
         _logger.warning("%d mask(s) in %s have no image and are ignored: %s", len(orphans), mask_dir,
                         ", ".join(sorted(orphans)[:5]))
     return [(p, masks[p.stem]) for p in images]
+
+
+def _visible(folder: Path, extensions: Sequence[str]) -> List[Path]:
+    """The files directly in ``folder`` with one of ``extensions``, by the shared rule: hidden files
+    (``.DS_Store``, AppleDouble ``._x.jpg``) are never read. Sorted."""
+    return sorted(p for p in folder.iterdir()
+                  if not p.name.startswith(".") and p.suffix.lower() in extensions and p.is_file())
 
 
 def read_class_names(root: Union[str, os.PathLike]) -> Optional[List[str]]:
@@ -124,9 +133,11 @@ def _image_size(path: Path, mask: bool = False) -> Tuple[int, int]:
     return h, w
 
 
-def check_pair(image: Union[str, os.PathLike], mask: Union[str, os.PathLike]) -> None:
+def check_pair(image: Union[str, os.PathLike], mask: Union[str, os.PathLike], num_classes: Optional[int] = None,
+               ignore_index: int = 255) -> None:
     """Decode ``image`` and ``mask`` fully; raise ``ValueError``/``OSError`` naming the file at fault when either
-    cannot be decoded, the mask is not single-channel, or their sizes differ."""
+    cannot be decoded, the mask is not single-channel, their sizes differ, or (``num_classes`` given) a mask value
+    is outside ``0..num_classes-1`` and not ``ignore_index``."""
     Image = require("PIL.Image", "dense", "reading images")
     with Image.open(image) as im:
         im.load()
@@ -136,11 +147,14 @@ def check_pair(image: Union[str, os.PathLike], mask: Union[str, os.PathLike]) ->
             _check_mask_mode(m.mode, mask)
             m.load()
             mw, mh = m.size
+            values = np.asarray(m).astype(np.int64) if num_classes is not None else None
     except Exception as e:  # any failure to decode the mask: say it is the mask
         reason = (str(e).splitlines() or [type(e).__name__])[0] or type(e).__name__
         raise ValueError(reason if str(mask) in reason else f"mask {mask}: {reason}") from e
     if (ih, iw) != (mh, mw):
         raise ValueError(f"image is {ih}x{iw} (HxW) but its mask {mask} is {mh}x{mw}")
+    if values is not None:
+        check_mask(values, int(num_classes), ignore_index, where=f"mask {mask}")
 
 
 def _pair_key(masks: Dict[Path, Path]) -> Callable[[Path], Optional[str]]:
@@ -159,9 +173,11 @@ def _pair_key(masks: Dict[Path, Path]) -> Callable[[Path], Optional[str]]:
     return key
 
 
-def drop_bad_pairs(splits: Dict[str, List[Pair]], skip_bad: Optional[bool] = True) -> Dict[str, List[str]]:
+def drop_bad_pairs(splits: Dict[str, List[Pair]], skip_bad: Optional[bool] = True, num_classes: Optional[int] = None,
+                   ignore_index: int = 255) -> Dict[str, List[str]]:
     """Pre-scan every ``(image, mask)`` pair of every split (parallel, cached per both files' path/size/mtime)
-    with :func:`check_pair`, and remove the bad pairs in place.
+    with :func:`check_pair`, and remove the bad pairs in place. With ``num_classes`` a mask holding a value
+    outside ``0..num_classes-1`` (other than ``ignore_index``) is a bad pair too, in every split.
 
     The rule is :func:`unireplknet.modalities.base.prescan`'s: one warning with the count and the first paths
     (``skip_bad`` True or None), or :class:`~unireplknet.errors.BadFileError` naming the first bad pair
@@ -182,7 +198,10 @@ def drop_bad_pairs(splits: Dict[str, List[Pair]], skip_bad: Optional[bool] = Tru
     plan = Splits(layout="images/ + masks/", train=[(Path(i), ()) for i, _ in splits["train"]],
                   val=[(Path(i), ()) for i, _ in splits["val"]],
                   tests={n: [(Path(i), ()) for i, _ in splits[n]] for n in rest})
-    prescan(plan, lambda image: check_pair(image, masks[image]), name="segmentation-pair-decode",
+    name = "segmentation-pair-decode"
+    if num_classes is not None:
+        name += f"-values-{int(num_classes)}-{int(ignore_index)}"
+    prescan(plan, lambda image: check_pair(image, masks[image], num_classes, ignore_index), name=name,
             skip_bad=skip_bad, key=_pair_key(masks))
     for name, kept in plan.named():
         if name in splits:

@@ -6,8 +6,10 @@
 layer-wise lr decay through the backbone, no weight decay on norms/biases). Without ``--data`` it
 trains on the built-in shapes-on-photos demo. Results go to the run directory (engine files plus
 ``predictions.png``). Before training every (image, mask) pair is pre-scanned: pairs that cannot be decoded or
-whose sizes differ are skipped with one warning (``--no-skip-bad-files``: an error naming the file); the counts
-are in ``summary.json`` (``skipped_files``).
+whose sizes differ, or whose mask values exceed the class count (``--num-classes``, ``DATA/classes.txt`` or
+``DATA/train/classes.txt``, else the training masks), are skipped with one warning (``--no-skip-bad-files``: an error
+naming the file); the counts are in ``summary.json`` (``skipped_files``). The selected weights are scored on val and
+every test split beside a ``majority_class`` baseline fitted on the training masks (``summary.json``: ``baselines``).
 """
 from __future__ import annotations
 
@@ -187,14 +189,21 @@ def _datasets(cfg: Dict[str, Any]) -> tuple:
         _logger.info("no validation split: holding out %d of %d training images (seed %s)", n_val, len(everything),
                      cfg["seed"])
     pairs.update({n: find_pairs(p) for n, p in test_roots.items()})
-    skipped = drop_bad_pairs(pairs, cfg.get("skip_bad_files"))
-    names = read_class_names(train_root)
+    names = read_class_names(root) or (read_class_names(train_root) if train_root != root else None)
+    ncls = cfg.get("num_classes") or (len(names) if names else None)
+    skip = cfg.get("skip_bad_files")
+    # the class count comes from --num-classes, classes.txt or the training masks (never val/test); every split's
+    # mask values are checked against it in the pre-scan, so a bad mask is a bad file before training starts
+    skipped = drop_bad_pairs(pairs, skip, num_classes=ncls, ignore_index=ign)
 
     def folder(name: str, transform: Any, ncls: Any) -> Any:
         return SegmentationFolder(pairs[name], ncls, transform=transform, ignore_index=ign, check_sizes=False,
                                   class_names=names)
 
-    train = folder("train", train_tf, cfg.get("num_classes"))
+    train = folder("train", train_tf, ncls)
+    if ncls is None:  # inferred from the training masks: check the other splits' masks against it now
+        for split, dropped in drop_bad_pairs(pairs, skip, num_classes=train.num_classes, ignore_index=ign).items():
+            skipped.setdefault(split, []).extend(dropped)
     ncls, names = train.num_classes, list(train.class_names)
     val = folder("val", val_tf, ncls)
     tests = {n: folder(n, val_tf, ncls) for n in test_roots}
@@ -205,6 +214,35 @@ def _datasets(cfg: Dict[str, Any]) -> tuple:
         return NamedFileErrors(ds, ds.path_of)
 
     return named(train), named(val), {n: named(d) for n, d in tests.items()}, ncls, names, skipped
+
+
+def _majority_class(train_set: Any, num_classes: int, ignore_index: int) -> int:
+    """The training split's most frequent class by pixel count (``ignore_index`` left out): raw masks of a
+    folder's pairs, else (the demo) the masks the dataset yields."""
+    import numpy as np
+
+    from .segmentation_data import read_mask
+
+    counts = np.zeros(num_classes, dtype=np.int64)
+    pairs = getattr(train_set, "pairs", None)
+    masks = (read_mask(m) for _, m in pairs) if pairs is not None else (
+        np.asarray(train_set[i][1]) for i in range(len(train_set)))
+    for m in masks:
+        v = m[(m != ignore_index) & (m >= 0) & (m < num_classes)]
+        counts += np.bincount(v.ravel(), minlength=num_classes)[:num_classes]
+    return int(counts.argmax())
+
+
+class _ConstantClass:
+    """A "model" whose logits pick class ``index`` at every pixel (the majority-class baseline)."""
+
+    def __init__(self, index: int, num_classes: int) -> None:
+        self.index, self.num_classes = index, num_classes
+
+    def __call__(self, x: Any) -> Any:
+        out = x.new_zeros((x.shape[0], self.num_classes, *x.shape[-2:]))
+        out[:, self.index] = 1.0
+        return out
 
 
 def _build_model(cfg: Dict[str, Any], num_classes: int) -> Any:
@@ -257,11 +295,16 @@ def run_segmentation_training(args: argparse.Namespace) -> int:
         selected = copy.deepcopy(trainer.model)
         selected.load_state_dict(trainer.selected_model_weights())
         selected.eval()
-        results = {}
+        majority = _majority_class(train_set, num_classes, ign)
+        constant = _ConstantClass(majority, num_classes)
+        results, base = {}, {}
         for name, ds in [("val", val_set), *test_sets.items()]:
             loader = engine.make_loader(ds, econf, train=False, collate_fn=collate)
             results[name] = {k: float(v) for k, v in evaluate_fn(selected, loader, trainer.ctx).items()}
+            # the same metric function on the same split: a class fitted on the training split, at every pixel
+            base[name] = {f"majority_class[{k}]": float(v) for k, v in evaluate_fn(constant, loader, trainer.ctx).items()}
         return {"evaluation": results, "test": {k: v for k, v in results.items() if k != "val"},
+                "baselines": {"results": base, "majority_class": class_names[majority]},
                 "splits": {"train": len(train_set), "val": len(val_set), **{k: len(v) for k, v in test_sets.items()}},
                 "skipped_files": {k: len(v) for k, v in skipped.items()}}
 
@@ -288,4 +331,11 @@ def run_segmentation_training(args: argparse.Namespace) -> int:
         _logger.info("best %s=%.2f (epoch %s); classes: %s; predictions: %s; run: %s",
                      cfg["metric"], summary["best"].get("value", float("nan")), summary["best"].get("epoch"),
                      ", ".join(class_names), png, out_dir)
+        base = summary.get("baselines", {}).get("results", {})
+        for name, res in summary.get("evaluation", {}).items():
+            b = base.get(name, {})
+            _logger.info("%s: mIoU=%.2f mAcc=%.2f aAcc=%.2f | baseline majority_class (%s): mIoU=%.2f mAcc=%.2f "
+                         "aAcc=%.2f", name, res.get("mIoU", float("nan")), res.get("mAcc", float("nan")),
+                         res.get("aAcc", float("nan")), summary.get("baselines", {}).get("majority_class"),
+                         *(b.get(f"majority_class[{k}]", float("nan")) for k in ("mIoU", "mAcc", "aAcc")))
     return 0
