@@ -33,3 +33,13 @@ def test_coco_file_names_with_windows_separators_resolve(tmp_path):
     (tmp_path / "sub" / "im0.JPG").write_bytes(b"x")
     assert _resolve_image("sub\\im0.JPG", [tmp_path]) == tmp_path / "sub" / "im0.JPG"
     assert _resolve_image("sub/im0.JPG", [tmp_path]) == tmp_path / "sub" / "im0.JPG"
+
+
+def test_a_forecasting_run_is_named_too(tmp_path, capsys):
+    run = tmp_path / "fc"
+    (run / "unireplknet").mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"data": {}, "seasonal_periods": [7], "test": {}}))
+    for target in (run, run / "unireplknet"):
+        assert main(["eval", "-r", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert "is a forecasting run" in err and str(run / "metrics.json") in err

@@ -172,7 +172,7 @@ def test_nan_fill_policies(tmp_path):
         (None, {"target": "nope", "features": "S"}, ValueError, "target column 'nope' not found"),
         (None, {"target": None, "features": "MS"}, ValueError, "needs a target column"),
         (lambda f: f.assign(OT=f["OT"].astype(object).where(f.index != 7, "n/a?")), {}, ValueError,
-         "non-numeric value 'n/a\\?' in column 'OT' at row 7"),
+         "non-numeric value 'n/a\\?' in column 'OT' at data row 7"),
         (lambda f: f.iloc[[1, 0] + list(range(2, len(f)))], {}, ValueError, "not sorted"),
         (lambda f: pd.concat([f.iloc[:5], f.iloc[4:]]), {}, ValueError, "duplicate timestamp"),
         (lambda f: f.assign(date=f["date"].where(f.index != 3, "not a date")), {}, ValueError, "dates|timestamp"),

@@ -270,6 +270,9 @@ def _run_task(run_dir: Path, record: Optional[dict[str, Any]]) -> Optional[str]:
             task = (yaml.safe_load(cfg.read_text()) or {}).get("task")
             if task:
                 return str(task)
+        for forecast in (run_dir / "metrics.json", run_dir.parent / "metrics.json"):  # a forecast run and its model
+            if forecast.is_file() and {"data", "seasonal_periods"} <= set(json.loads(forecast.read_text())):
+                return "forecasting"
         summary = run_dir / "summary.json"
         if summary.is_file():  # a segmentation run records its task only through its metrics
             data = json.loads(summary.read_text())
@@ -305,8 +308,11 @@ def load_trained(path: str | Path, weights: str = "auto") -> tuple[nn.Module, di
     record = json.loads(record_path.read_text()) if record_path.is_file() else None
     task = _run_task(run_dir, record)
     if task not in (None, "classification"):
+        numbers, doc = (("metrics.json", "docs/timeseries.md") if task == "forecasting"
+                        else ("summary.json", "docs/dense.md"))
+        where = run_dir.parent if task == "forecasting" and not (run_dir / numbers).is_file() else run_dir
         raise CheckpointError(f"{run_dir} is a {task} run: eval and predict take classification runs; its test "
-                              f"numbers are in {run_dir / 'summary.json'} (docs/dense.md)")
+                              f"numbers are in {where / numbers} ({doc})")
     if record is None:
         raise FileNotFoundError(f"{record_path} not found: is {run_dir} a 'unireplknet train' run directory?")
     p = resolve_run_weights(p, weights)

@@ -594,7 +594,8 @@ def fit_linear_skip(
         cross += (a.T @ yn).cpu()
         rows += len(a)
     if rows == 0:
-        raise ValueError("fit_linear_skip needs at least one training window")
+        raise ValueError("the linear skip has no training window to fit: every training window is flat (a constant "
+                         "series?); pass --linear-skip none")
     weights = []
     for lam in ridge:
         penalty = torch.full((length + 1,), float(lam) * rows, dtype=torch.float64)

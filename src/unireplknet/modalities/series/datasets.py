@@ -25,6 +25,7 @@ paper (Corrformer's files, see :func:`load_global_weather`).
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,92 @@ class SeriesTable:
         return len(self.values)
 
 
+_DAY_MONTH = r"^\s*\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}"
+
+
+def _step_spread(dates: Any) -> float:
+    """Coefficient of variation of the steps between sorted dates (0 for a perfectly regular series)."""
+    steps = np.diff(np.sort(dates.asi8)).astype(np.float64)
+    return float(steps.std() / steps.mean()) if len(steps) > 1 and steps.mean() > 0 else 0.0
+
+
+def parse_dates(raw: Any, where: str) -> Any:
+    """A ``DatetimeIndex`` from a date column, without pandas' silent guesses.
+
+    * numbers are not dates: whole numbers 1000-3000 are read as years, anything else (Excel serial
+      numbers, Unix times) is an error, where pandas would read them as nanoseconds since 1970;
+    * ``dd/mm/yyyy`` vs ``mm/dd/yyyy``: both orders are tried; when both parse, the one giving the more
+      regular series is taken, and two equally regular readings are an error (write ISO dates);
+    * ISO dates with and without a time of day, and offsets that change with daylight saving (read
+      in UTC), are accepted.
+    """
+    pd = require("pandas", "timeseries", "time-series data")
+    series = pd.Series(np.asarray(raw))
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        vals = series.to_numpy(dtype=np.float64)
+        whole = np.isfinite(vals).all() and (vals == np.round(vals)).all()
+        if whole and len(vals) and 1000 <= vals.min() and vals.max() <= 3000:
+            return pd.DatetimeIndex(pd.to_datetime(vals.astype(int).astype(str), format="%Y"))
+        raise ValueError(f"{where} are numbers ({vals[0]:g}, ...), not dates: write them as dates (YYYY-MM-DD "
+                         f"or YYYY-MM-DD hh:mm); Excel serial numbers and Unix times are not read as dates")
+    text = series.astype(str)
+
+    def attempt(**kw: Any) -> Any:
+        try:
+            with warnings.catch_warnings():  # pandas' "could not infer format" advice: the rules here decide
+                warnings.simplefilter("ignore")
+                return pd.DatetimeIndex(pd.to_datetime(text, **kw))
+        except (ValueError, TypeError):
+            return None
+
+    if text.str.match(_DAY_MONTH).all():
+        month_first, day_first = attempt(dayfirst=False), attempt(dayfirst=True)
+        readings = [d for d in (month_first, day_first) if d is not None]
+        if len(readings) == 2 and not month_first.equals(day_first):
+            a, b = _step_spread(month_first), _step_spread(day_first)
+            if abs(a - b) < 0.05:
+                raise ValueError(f"{where} could be day/month or month/day ({text.iloc[0]!r}): write them as "
+                                 f"ISO dates (YYYY-MM-DD)")
+            logger.info("%s read %s first (the more regular reading)", where, "month" if a < b else "day")
+            return month_first if a < b else day_first
+        if readings:
+            return readings[0]
+    for kw in ({}, {"format": "ISO8601"}, {"utc": True}, {"format": "ISO8601", "utc": True}):
+        dates = attempt(**kw)
+        if dates is not None:
+            if dates.tz is not None:  # offsets (daylight saving): one clock, UTC
+                dates = dates.tz_convert("UTC").tz_localize(None)
+            return dates
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = next((v for v in text if not pd.isna(pd.to_datetime(v, errors="coerce"))), None)
+        bad = next((v for v in text if pd.isna(pd.to_datetime(v, errors="coerce", format="mixed"))), text.iloc[0])
+    raise ValueError(f"{where} cannot be read as dates (e.g. {bad!r}"
+                     + (f"; {first!r} can" if first is not None else "") + "): write them as YYYY-MM-DD[ hh:mm]")
+
+
+def series_columns(columns: Sequence[Any], source: str) -> list[Any]:
+    """The value columns among ``columns``: a saved DataFrame index (``Unnamed: 0``, a row counter that
+    pandas' ``to_csv`` writes) is left out, with a warning."""
+    index_cols = [c for c in columns if str(c).startswith("Unnamed: ")]
+    if index_cols:
+        logger.warning("%s: left out the column(s) %s (a saved DataFrame index, not a series)", source, index_cols)
+    return [c for c in columns if c not in index_cols]
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The column names of a CSV, with errors that name the file (encoding, separator)."""
+    pd = require("pandas", "timeseries", "reading CSV series")
+    try:
+        header = [str(c) for c in pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 CSV") from None
+    if len(header) == 1 and ";" in header[0]:
+        raise ValueError(f"{path}: the columns are separated by ';' ({header[0]!r}); save it as a comma-separated "
+                         f"CSV with '.' as the decimal point")
+    return header
+
+
 def series_table_from_frame(
     frame: pd.DataFrame,
     date_col: str | None = "date",
@@ -102,10 +189,7 @@ def series_table_from_frame(
         if date_col not in frame.columns:
             raise ValueError(f"{source}: no date column {date_col!r}; columns are {list(map(str, frame.columns))}")
         raw_dates = frame[date_col]
-    try:
-        dates = pd.DatetimeIndex(pd.to_datetime(raw_dates))
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{source}: cannot parse the dates in {date_col or 'the index'!r}: {e}") from e
+    dates = parse_dates(raw_dates, f"{source}: the dates in {date_col or 'the index'!r}")
     if dates.hasnans:
         row = int(np.flatnonzero(dates.isna())[0])
         raise ValueError(f"{source}: missing or invalid timestamp at row {row}")
@@ -118,7 +202,8 @@ def series_table_from_frame(
             f"{source}: timestamps are not sorted: row {row} ({dates[row]}) comes before row {row - 1} "
             f"({dates[row - 1]}); sort the file by date"
         )
-    value_cols = [c for c in frame.columns if c != date_col] if columns is None else list(columns)
+    value_cols = series_columns([c for c in frame.columns if c != date_col], source) if columns is None \
+        else list(columns)
     missing = [c for c in value_cols if c not in frame.columns]
     if missing:
         raise ValueError(
@@ -133,8 +218,15 @@ def series_table_from_frame(
         bad = num.isna().to_numpy() & raw.notna().to_numpy()
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{source}: non-numeric value {raw.iloc[row]!r} in column {col!r} at row {row}")
+            raise ValueError(f"{source}: non-numeric value {raw.iloc[row]!r} in column {col!r} at data row {row} "
+                             f"(file line {row + 2}; missing values are empty cells, NA or NaN)")
         values[:, j] = num.to_numpy(dtype=np.float64, na_value=np.nan)
+    filled = ~np.isnan(values).all(1)
+    last = int(np.flatnonzero(filled)[-1]) + 1 if filled.any() else 0
+    if 0 < last < len(values):  # dates listed for the future are not data: never filled, trained or scored
+        logger.warning("%s: dropped the last %d row(s), which have dates but no values (the series ends at %s)",
+                       source, len(values) - last, dates[last - 1])
+        values, dates = values[:last], dates[:last]
     values = _fill_missing(values, value_cols, fill, source)
     return SeriesTable(values.astype(np.float32), dates, [str(c) for c in value_cols], source)
 
@@ -178,8 +270,9 @@ def read_series_csv(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such CSV file: {path}")
+    _csv_header(path)  # encoding and separator problems, named
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not a readable CSV file: {e}") from e
     return series_table_from_frame(frame, date_col=date_col, columns=columns, fill=fill, source=str(path))
@@ -476,14 +569,16 @@ def build_forecast_data(
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"no such CSV file: {path}")
-        header = list(pd.read_csv(path, nrows=0).columns)
+        header = _csv_header(path)
         if date_col not in header:
             raise ValueError(f"{path}: no date column {date_col!r}; columns are {header}")
-        wanted, _ = _select([c for c in header if c != date_col], target, features, str(path))
+        wanted, _ = _select(series_columns([c for c in header if c != date_col], str(path)), target, features,
+                            str(path))
         table = read_series_csv(path, date_col=date_col, columns=wanted, fill=fill)
     else:
         dcol = date_col if date_col in source.columns else None
-        wanted, _ = _select([str(c) for c in source.columns if c != dcol], target, features, "<frame>")
+        wanted, _ = _select(series_columns([str(c) for c in source.columns if c != dcol], "<frame>"), target,
+                            features, "<frame>")
         table = series_table_from_frame(source, date_col=dcol, columns=wanted, fill=fill)
 
     n = len(table)
