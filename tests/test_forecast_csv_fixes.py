@@ -55,3 +55,23 @@ def test_separator_and_encoding_errors_name_the_problem(tmp_path):
     (tmp_path / "latin.csv").write_bytes("date,Temp\xe9rature\n2020-01-01,1\n".encode("cp1252"))
     with pytest.raises(ValueError, match="not UTF-8"):
         read_series_csv(tmp_path / "latin.csv", date_col="date")
+
+
+def test_gaps_are_warned_about_but_business_days_are_not(tmp_path, caplog):
+    bdays = pd.bdate_range("2020-01-01", periods=60)
+    pd.DataFrame({"date": bdays, "v": np.arange(60.0)}).to_csv(tmp_path / "b.csv", index=False)
+    read_series_csv(tmp_path / "b.csv", date_col="date")
+    assert "gap(s)" not in caplog.text
+    days = pd.date_range("2020-01-01", periods=60).delete(range(20, 40))
+    pd.DataFrame({"date": days, "v": np.arange(40.0)}).to_csv(tmp_path / "g.csv", index=False)
+    read_series_csv(tmp_path / "g.csv", date_col="date")
+    assert "1 gap(s) in the timestamps" in caplog.text and "21 days" in caplog.text
+
+
+def test_a_tie_in_test_mse_is_not_credited_to_the_backbone(capsys):
+    from unireplknet.cli.forecast import print_report
+
+    row = {"mse": 0.5, "mae": 0.4, "mse_orig": 1.0, "mae_orig": 1.0}
+    print_report({"test": {"UniRepLKNet": dict(row), "Ridge": dict(row)}, "plan_line": "", "summary_lines": [],
+                  "files": {}})
+    assert "lowest test MSE: Ridge" in capsys.readouterr().out

@@ -195,13 +195,24 @@ def series_table_from_frame(
         raise ValueError(f"{source}: missing or invalid timestamp at row {row}")
     if dates.has_duplicates:
         dup = dates[dates.duplicated()][0]
-        raise ValueError(f"{source}: duplicate timestamp {dup} (each time step must appear once)")
+        raise ValueError(f"{source}: duplicate timestamp {dup} (each time step must appear once; several series in "
+                         f"one column (id,date,value) must be pivoted to one column per series; a repeated hour "
+                         f"of a daylight-saving change needs UTC offsets or UTC times)")
     if not dates.is_monotonic_increasing:
         row = int(np.flatnonzero(np.diff(dates.asi8) < 0)[0]) + 1
         raise ValueError(
             f"{source}: timestamps are not sorted: row {row} ({dates[row]}) comes before row {row - 1} "
             f"({dates[row - 1]}); sort the file by date"
         )
+    if len(dates) > 2:  # gaps: windows and seasonal lags count rows, not time
+        steps = np.diff(dates.values.astype("datetime64[ns]").astype(np.int64))  # ns, whatever the index's unit
+        med = float(np.median(steps))
+        gaps = steps > 5 * med  # not weekends or holidays of business-day data
+        if med > 0 and gaps.any():
+            big = int(np.argmax(steps))
+            logger.warning("%s: %d gap(s) in the timestamps (steps over 5x the usual %s; the largest %s, after %s): "
+                           "rows are used as consecutive steps", source, int(gaps.sum()), pd.Timedelta(int(med)),
+                           pd.Timedelta(int(steps[big])), dates[big])
     value_cols = series_columns([c for c in frame.columns if c != date_col], source) if columns is None \
         else list(columns)
     missing = [c for c in value_cols if c not in frame.columns]
