@@ -73,5 +73,5 @@ def test_a_tie_in_test_mse_is_not_credited_to_the_backbone(capsys):
 
     row = {"mse": 0.5, "mae": 0.4, "mse_orig": 1.0, "mae_orig": 1.0}
     print_report({"test": {"UniRepLKNet": dict(row), "Ridge": dict(row)}, "plan_line": "", "summary_lines": [],
-                  "files": {}})
+                  "files": {"metrics": "m.json", "csv": "m.csv", "plot": None}})
     assert "lowest test MSE: Ridge" in capsys.readouterr().out
