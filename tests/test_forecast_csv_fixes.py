@@ -75,3 +75,16 @@ def test_a_tie_in_test_mse_is_not_credited_to_the_backbone(capsys):
     print_report({"test": {"UniRepLKNet": dict(row), "Ridge": dict(row)}, "plan_line": "", "summary_lines": [],
                   "files": {"metrics": "m.json", "csv": "m.csv", "plot": None}})
     assert "lowest test MSE: Ridge" in capsys.readouterr().out
+
+
+def test_seasonal_periods_come_from_every_target_not_the_first_column():
+    from unireplknet.runner.forecast import target_periods
+
+    rng = np.random.default_rng(0)
+    t = np.arange(400)
+    walk = rng.normal(size=400).cumsum()
+    weekly = 10 + 3 * np.sin(2 * np.pi * t / 7) + 0.1 * rng.normal(size=400)
+    first = np.stack([walk, weekly, weekly + 1], 1)
+    last = np.stack([weekly, weekly + 1, walk], 1)
+    assert target_periods(first, [0, 1, 2], 28) == target_periods(last, [0, 1, 2], 28) == [7]
+    assert target_periods(first, [0], 28, given=12) == [12]

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import UserError
 
@@ -193,6 +193,19 @@ def seasonal_periods(series: Any, seq_len: int, given: int | None = None) -> lis
     return [p for p in periods if p > 1]
 
 
+def target_periods(values: Any, targets: Sequence[int], seq_len: int, given: int | None = None) -> list[int]:
+    """:func:`seasonal_periods` over every target column of the training split (``T x C`` ``values``): the
+    periods found in the most targets first (then in column order), at most two, so that the column order of
+    the file does not decide which seasonal-naive rows a multi-target run shows."""
+    if given is not None:
+        return [given]
+    votes: dict[int, int] = {}
+    for j in targets:
+        for p in seasonal_periods(values[:, j], seq_len):
+            votes[p] = votes.get(p, 0) + 1  # dicts keep the first-seen order for ties
+    return sorted(votes, key=lambda p: -votes[p])[:2]
+
+
 def _season_word(period: int, dates: Any) -> str:
     """``", daily"`` / ``", weekly"`` / ``", yearly"`` when ``period`` steps span that long, else ``""``."""
     if dates is None or len(dates) < 2:
@@ -252,8 +265,7 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
         "patience": args.patience,
     }
     loaders = fc.forecast_loaders(data, engine.EngineConfig.from_dict(cfg_values))
-    train_slice = data.train.values[:, data.targets[0]].numpy()
-    periods = seasonal_periods(train_slice, args.seq_len, args.period)
+    periods = target_periods(data.train.values.numpy(), data.targets, args.seq_len, args.period)
     season, anchor_val = None, {}
     if args.anchor == "auto" and periods:
         season, anchor_val = choose_anchor(
