@@ -54,7 +54,7 @@ __all__ = [
     "TaskData", "Modality", "Splits", "Item", "split_kind", "scan_splits", "finalize_splits", "carve_val",
     "read_file_list", "plan_lines", "save_split_lists", "prescan", "NamedFileErrors", "LABEL_SEPARATOR",
     "VAL_NAMES", "ShardCodec", "ShardSample", "NOT_DATA_DIRS", "files_with", "label_name", "natural_key",
-    "sample_training_files", "ListReader",
+    "sample_training_files", "ListReader", "resolve_list_path", "visible_dirs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -296,9 +296,6 @@ def natural_key(s: str) -> tuple:
     return (0, int(s), "") if s.lstrip("-").isdigit() else (1, 0, s)
 
 
-_natural_key = natural_key
-
-
 #: folder names that never hold data or classes (case-insensitive): archive and tool leftovers, and Speech
 #: Commands' background-noise recordings. Hidden folders (a leading ``.``) are skipped as well.
 NOT_DATA_DIRS = frozenset({"__macosx", "__pycache__", "_background_noise_"})
@@ -313,9 +310,9 @@ def label_name(name: str) -> str:
     return unicodedata.normalize("NFC", name.strip())
 
 
-def _visible_files(folder: Path) -> Iterable[Path]:
-    """Every visible file under ``folder``: symlinked folders followed once, hidden files and folders and
-    :data:`NOT_DATA_DIRS` left out."""
+def _visible_files(folder: Path, recursive: bool = True) -> Iterable[Path]:
+    """Every visible file under ``folder`` (only its own files unless ``recursive``): symlinked folders followed
+    once, hidden files and folders and :data:`NOT_DATA_DIRS` left out."""
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         real = os.path.realpath(dirpath)
@@ -323,22 +320,20 @@ def _visible_files(folder: Path) -> Iterable[Path]:
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames[:] = [d for d in dirnames if not _hidden(d)]
+        dirnames[:] = [d for d in dirnames if not _hidden(d)] if recursive else []
         yield from (Path(dirpath) / f for f in filenames if not f.startswith("."))
 
 
-def files_with(folder: Path, extensions: Sequence[str]) -> list[Path]:
-    """Files under ``folder`` (any depth, following symlinked folders) whose suffix is one of ``extensions``
-    (case-insensitive); hidden files and folders (``.DS_Store``, ``._x.jpg``) and :data:`NOT_DATA_DIRS` are
-    left out. Sorted."""
+def files_with(folder: Path, extensions: Sequence[str], recursive: bool = True) -> list[Path]:
+    """Files under ``folder`` (any depth unless ``recursive=False``, following symlinked folders) whose suffix is
+    one of ``extensions`` (case-insensitive); hidden files and folders (``.DS_Store``, ``._x.jpg``) and
+    :data:`NOT_DATA_DIRS` are left out. Sorted."""
     exts = tuple(e.lower() for e in extensions)
-    return sorted(p for p in _visible_files(folder) if p.suffix.lower() in exts and p.is_file())
+    return sorted(p for p in _visible_files(folder, recursive) if p.suffix.lower() in exts and p.is_file())
 
 
-_files_with = files_with
-
-
-def _visible_dirs(folder: Path) -> list[Path]:
+def visible_dirs(folder: Path) -> list[Path]:
+    """The sub-folders of ``folder`` that can hold data (not hidden, not :data:`NOT_DATA_DIRS`), sorted."""
     return sorted(p for p in folder.iterdir() if p.is_dir() and not _hidden(p.name))
 
 
@@ -350,23 +345,36 @@ def items_or_none(folder: Path) -> bool:
 def class_folder_items(root: Path, extensions: Sequence[str]) -> list[Item]:
     """``root/<class>/**/<file>`` → items; clear errors for files outside class folders or none at all."""
     exts = ", ".join(extensions)
-    dirs = _visible_dirs(root)
+    dirs = visible_dirs(root)
     items: list[Item] = []
     for d in dirs:
         if split_kind(d.name) is not None:
             raise DataError(f"{root} has a class folder named {d.name!r}, which is a split name: "
                             f"splits go at the top level ({root.parent}/{{train,val,test}}/<class>/...)")
-        files = _files_with(d, extensions)
+        files = files_with(d, extensions)
         if not files and items_or_none(d):
             raise DataError(f"class folder {d} has no files with a known extension ({exts})")
         items += [(p, (label_name(d.name),)) for p in files]
     if not items:
-        loose = _files_with(root, extensions)
+        loose = files_with(root, extensions)
         if loose:
             raise DataError(f"{root} holds {len(loose)} file(s) ({exts}) but no class folders: "
                             f"put each class's files in {root}/<class>/")
         raise DataError(f"no files ({exts}) in class folders under {root}")
     return items
+
+
+def resolve_list_path(rel: str, root: Path, where: str, allow_outside_root: bool = False) -> Path:
+    """A path written in a list (``rel``, relative to ``root`` unless absolute); one that leaves ``root`` is an
+    error naming ``where`` (``file:line``) unless ``allow_outside_root``."""
+    file = Path(rel) if Path(rel).is_absolute() else root / rel
+    if not allow_outside_root:
+        try:
+            file.resolve().relative_to(root.resolve())
+        except ValueError:
+            raise DataError(f"{where}: {rel} is outside the data root {root} "
+                            f"(pass --data-root DIR or --allow-outside-root)") from None
+    return file
 
 
 def read_file_list(path: PathLike, extensions: Sequence[str] = (), *, data_root: Optional[PathLike] = None,
@@ -381,7 +389,6 @@ def read_file_list(path: PathLike, extensions: Sequence[str] = (), *, data_root:
     if not path.is_file():
         raise FileNotFoundError(f"CSV file not found: {path}")
     root = Path(data_root) if data_root is not None else path.parent
-    root_r = root.resolve()
     rows = []
     with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark (Excel, Notepad) is not data
         reader = csv.DictReader(f)
@@ -393,13 +400,7 @@ def read_file_list(path: PathLike, extensions: Sequence[str] = (), *, data_root:
             rel = (row.get("path") or "").strip()
             if not rel:
                 raise DataError(f"{path}:{line}: empty path")
-            file = Path(rel) if Path(rel).is_absolute() else root / rel
-            if not allow_outside_root:
-                try:
-                    file.resolve().relative_to(root_r)
-                except ValueError:
-                    raise DataError(f"{path}:{line}: {rel} is outside the data root {root} "
-                                    f"(pass --data-root DIR or --allow-outside-root)") from None
+            file = resolve_list_path(rel, root, f"{path}:{line}", allow_outside_root)
             if not labels:
                 raise DataError(f"{path}:{line}: empty label")
             if not file.is_file():
@@ -499,8 +500,8 @@ def scan_splits(
         if not any(p for p in data.iterdir() if not p.name.startswith(".")):
             raise DataError(f"data directory is empty: {data}")
         split_csvs = {p.stem: p for p in data.glob("*.csv") if split_kind(p.stem) is not None}
-        split_dirs = {p.name: p for p in _visible_dirs(data) if split_kind(p.name) is not None}
-        other_dirs = [p.name for p in _visible_dirs(data) if split_kind(p.name) is None]
+        split_dirs = {p.name: p for p in visible_dirs(data) if split_kind(p.name) is not None}
+        other_dirs = [p.name for p in visible_dirs(data) if split_kind(p.name) is None]
         if split_dirs or (split_csvs and not other_dirs):
             found = {**{n: p for n, p in split_csvs.items() if n not in split_dirs}, **split_dirs}
             trains = [n for n in found if split_kind(n) == "train"]
@@ -563,7 +564,7 @@ def finalize_splits(splits: Splits, where: str) -> Splits:
             if key in seen and seen[key] != name:
                 raise DataError(f"{where}: {file} is in both the {seen[key]} and the {name} split")
             seen[key] = name
-    classes = sorted({lab for _, labels in splits.train for lab in labels}, key=_natural_key)
+    classes = sorted({lab for _, labels in splits.train for lab in labels}, key=natural_key)
     if len(classes) < 2:
         raise DataError(f"{where}: the training data has {len(classes)} class ({', '.join(classes)}); "
                         f"classification needs at least 2")
@@ -679,7 +680,8 @@ def prescan(
             check(path)
             return path, ""
         except Exception as e:  # any failure to read is a bad file
-            return path, (str(e).splitlines() or [type(e).__name__])[0] or type(e).__name__
+            reason = (str(e).splitlines() or [type(e).__name__])[0] or type(e).__name__
+            return path, reason.removeprefix(f"{path}: ")  # the warning names the file itself
 
     n_workers = workers or min(8, 2 * (os.cpu_count() or 1))
     if todo:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .._extras import require
+from ..modalities.base import files_with
 
 __all__ = [
     "IMAGE_EXTENSIONS", "IMAGENET_MEAN", "IMAGENET_STD", "find_pairs", "read_image", "read_mask", "check_mask",
@@ -57,10 +58,10 @@ def find_pairs(root: Union[str, os.PathLike]) -> List[Pair]:
     for d in (img_dir, mask_dir):
         if not d.is_dir():
             raise FileNotFoundError(f"segmentation folder {root} needs images/ and masks/ sub-folders; missing {d}")
-    images = _visible(img_dir, IMAGE_EXTENSIONS)
+    images = files_with(img_dir, IMAGE_EXTENSIONS, recursive=False)
     if not images:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {img_dir}")
-    masks = {p.stem: p for p in _visible(mask_dir, (".png",))}
+    masks = {p.stem: p for p in files_with(mask_dir, (".png",), recursive=False)}
     missing = [p.name for p in images if p.stem not in masks]
     if missing:
         more = f" ... and {len(missing) - 5} more" if len(missing) > 5 else ""
@@ -72,13 +73,6 @@ def find_pairs(root: Union[str, os.PathLike]) -> List[Pair]:
         _logger.warning("%d mask(s) in %s have no image and are ignored: %s", len(orphans), mask_dir,
                         ", ".join(sorted(orphans)[:5]))
     return [(p, masks[p.stem]) for p in images]
-
-
-def _visible(folder: Path, extensions: Sequence[str]) -> List[Path]:
-    """The files directly in ``folder`` with one of ``extensions``, by the shared rule: hidden files
-    (``.DS_Store``, AppleDouble ``._x.jpg``) are never read. Sorted."""
-    return sorted(p for p in folder.iterdir()
-                  if not p.name.startswith(".") and p.suffix.lower() in extensions and p.is_file())
 
 
 def read_class_names(root: Union[str, os.PathLike]) -> Optional[List[str]]:

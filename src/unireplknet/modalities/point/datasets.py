@@ -20,7 +20,7 @@ import argparse
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -392,22 +392,6 @@ def pipeline_from_args(args: argparse.Namespace, *, train: bool) -> PointPipelin
     )
 
 
-def _checker(read: Callable[[Path], Any]) -> Callable[[Path], None]:
-    """``read(path)`` as a pre-scan check: the reason it gives drops the path its message starts with (the
-    pre-scan names the file itself)."""
-
-    def check(path: Path) -> None:
-        try:
-            read(path)
-        except ValueError as e:
-            msg, prefix = str(e), f"{path}: "
-            if msg.startswith(prefix):
-                raise ValueError(msg[len(prefix):]) from e
-            raise
-
-    return check
-
-
 def point_splits(args: argparse.Namespace, *, check_files: bool = True) -> tuple[dict[str, PointSplit], Splits]:
     """``{"train", "val", <test splits>}`` of ``args.data`` by the shared split rules, and their plan.
 
@@ -435,7 +419,7 @@ def point_splits(args: argparse.Namespace, *, check_files: bool = True) -> tuple
                          data_root=getattr(args, "data_root", None),
                          allow_outside_root=bool(getattr(args, "allow_outside_root", False)))
     if check_files:
-        prescan(splits, _checker(read_points), name=PRESCAN_NAME, skip_bad=skip_bad)
+        prescan(splits, read_points, name=PRESCAN_NAME, skip_bad=skip_bad)
     index = splits.class_index()
     return {name: PointSplit([Path(f) for f, _ in items], np.asarray([index[lab[0]] for _, lab in items], np.int64),
                              list(splits.classes), read_points)
@@ -481,7 +465,7 @@ def _packed_splits(kind: str, data: str, args: argparse.Namespace, *, fraction: 
     splits.classes = [c for c in parts["train"].class_names if c in trained]  # the data set's own class order
     rows = {str(path): (split, i) for split in parts.values() for i, (path, _) in enumerate(items(split))}
     if check_files and parts["train"].ids is None:  # files: read and checked as every file layout is
-        prescan(splits, _checker(parts["train"].loader or read_points), name=f"{PRESCAN_NAME}-{kind}",
+        prescan(splits, parts["train"].loader or read_points, name=f"{PRESCAN_NAME}-{kind}",
                 skip_bad=skip_bad)
     elif check_files:  # clouds in memory: each checked like a file, named FILE.h5#INDEX
 
@@ -489,7 +473,7 @@ def _packed_splits(kind: str, data: str, args: argparse.Namespace, *, fraction: 
             split, i = rows[str(path)]
             check_cloud(np.asarray(split.clouds[i]), str(path))
 
-        prescan(splits, _checker(cloud_at), name=f"point-{kind}", skip_bad=skip_bad, cache=False, key=str)
+        prescan(splits, cloud_at, name=f"point-{kind}", skip_bad=skip_bad, cache=False, key=str)
     index = splits.class_index()
     out: dict[str, PointSplit] = {}
     for name, its in splits.named():

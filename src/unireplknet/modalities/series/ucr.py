@@ -46,7 +46,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ...errors import BadFileError, DataError
-from ..base import Splits, carve_val, finalize_splits, scan_splits, split_kind
+from ..base import Splits, carve_val, finalize_splits, scan_splits, split_kind, visible_dirs
 
 __all__ = [
     "SERIES_EXTENSIONS", "SeriesSet", "UCRSplits", "read_ts", "read_tsv", "read_arff", "read_csv_series",
@@ -438,7 +438,7 @@ def per_file_layout(data: Path) -> bool:
     if tables:
         return all(is_file_list(p) for p in tables if p.suffix.lower() == ".csv") and \
             any(is_file_list(p) for p in tables)
-    return any(p.is_dir() and not p.name.startswith((".", "_")) for p in data.iterdir())
+    return bool(visible_dirs(data))
 
 
 def per_file_plan(data: PathLike, val_data: Optional[PathLike] = None, *, val_fraction: float = 0.1,

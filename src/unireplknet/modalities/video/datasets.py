@@ -30,7 +30,8 @@ from torch.utils.data import Dataset
 
 from ..._extras import require
 from ...errors import DataError
-from ..base import LABEL_SEPARATOR, NamedFileErrors, Splits, TaskData, natural_key, prescan, scan_splits
+from ..base import (LABEL_SEPARATOR, NamedFileErrors, Splits, TaskData, natural_key, prescan,
+                    resolve_list_path, scan_splits)
 from .transforms import (
     IMAGENET_MEAN,
     LAYOUTS,
@@ -564,7 +565,6 @@ def _read_rows(
     if not csv_path.is_file():
         raise FileNotFoundError(f"video list not found: {csv_path}")
     base = Path(root) if root is not None else csv_path.parent
-    base_r = base.resolve()
     columns: Optional[list[str]] = None
     rows: list[_Row] = []
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:
@@ -597,14 +597,7 @@ def _read_rows(
             end = _parse_time(cell.get("end", ""), where)
             if start is not None and end is not None and end <= start:
                 raise DataError(f"{where}: segment end ({end:g}s) must be after its start ({start:g}s)")
-            p = Path(rel)
-            file = p if p.is_absolute() else base / p
-            if not allow_outside_root:
-                try:
-                    file.resolve().relative_to(base_r)
-                except ValueError:
-                    raise DataError(f"{where}: {rel} is outside the data root {base} "
-                                    f"(pass --data-root DIR or --allow-outside-root)") from None
+            file = resolve_list_path(rel, base, where, allow_outside_root)
             rows.append(_Row(str(file), label, cell.get("split") or None, start, end, where))
     if not rows:
         raise DataError(f"video list {csv_path} has no entries")
