@@ -141,3 +141,13 @@ def test_forecast_global_weather_layout(tmp_path, capsys):
 def test_train_command_points_to_forecast(capsys):
     assert main(["train", "--modality", "timeseries", "--epochs", "1"]) == 2
     assert "unireplknet forecast" in capsys.readouterr().err
+
+
+def test_a_new_forecast_run_sets_an_earlier_one_aside(tmp_path, capsys):
+    path, _ = _series(tmp_path)
+    out = tmp_path / "run"
+    args = ["forecast", "--data", str(path), "--target", "OT", "--seq-len", "24", "--pred-len", "8", "--epochs", "1",
+            "--plot-windows", "0", "--output", str(out)] + TINY
+    assert main(args) == 0 and main(args) == 0  # the same rule as every training command (engine.rundir)
+    old = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
+    assert len(old) == 1 and (old[0] / "metrics.json").is_file() and (out / "metrics.json").is_file()

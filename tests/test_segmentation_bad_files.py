@@ -190,3 +190,14 @@ def test_a_pair_that_breaks_after_the_scan_is_one_error_naming_it(tmp_path, caps
     assert _train(tmp_path, root) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and str(root / "train" / "images" / "tr0.png") in err and f"mask {bad}" in err, err
+
+
+def test_a_new_segmentation_run_sets_an_earlier_one_aside(tmp_path):
+    root = tmp_path / "data"
+    for i in range(4):
+        _pair(root / "train", f"tr{i}", i)
+    for i in range(2):
+        _pair(root / "val", f"va{i}", 10 + i)
+    assert _train(tmp_path, root) == 0 and _train(tmp_path, root) == 0
+    old = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
+    assert len(old) == 1 and (old[0] / "summary.json").is_file() and (tmp_path / "run" / "summary.json").is_file()

@@ -80,14 +80,14 @@ def _describe(info: dict) -> str:
 
 
 #: files whose presence means a directory holds a run (finished or interrupted)
-RUN_FILES = ("config.yaml", "model.json", "last.pt", "best.pt", "summary.json", "metrics.jsonl")
+RUN_FILES = ("config.yaml", "model.json", "last.pt", "best.pt", "summary.json", "metrics.jsonl", "metrics.json")
 
 
 def set_aside_previous_run(path: PathLike) -> Optional[Path]:
     """Rename a directory that holds an earlier run (:data:`RUN_FILES`) to ``<name>.old-<time>`` so that a
     new run starts in an empty directory and the earlier one is kept whole; returns the new name, or ``None``
     when there is nothing to set aside or another live run holds the directory's lock (taking the lock then
-    fails with its own message)."""
+    fails with its own message). Every training command calls it (not on ``--resume``); it logs the move."""
     path = Path(path)
     if not path.is_dir() or not any((path / f).exists() for f in RUN_FILES):
         return None
@@ -103,6 +103,7 @@ def set_aside_previous_run(path: PathLike) -> Optional[Path]:
         n += 1
         target = path.with_name(f"{path.name}.old-{stamp}-{n}")
     path.rename(target)
+    _logger.warning("%s held an earlier run: moved to %s (resume it with --resume %s)", path, target, target)
     return target
 
 

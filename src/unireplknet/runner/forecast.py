@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..engine.rundir import set_aside_previous_run
 from ..errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -248,6 +249,8 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
             label_len=args.label_len, split=args.split, date_col=args.date_col, fill=args.fill, freq=args.freq,
         )
     out = Path(args.output)
+    if args.resume is None:
+        set_aside_previous_run(out)  # a new run never mixes its files with an earlier run's
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(args.device)
     budget = args.time_budget

@@ -123,9 +123,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
 
     info = distributed.init_from_env(str(cfg.get("device", "auto")))
     if info.is_main and not getattr(args, "resume", None):
-        kept = set_aside_previous_run(out)  # a new run never mixes its files with an earlier run's
-        if kept is not None:
-            logger.warning("%s held an earlier run: moved to %s (resume it with --resume %s)", out, kept, kept)
+        set_aside_previous_run(out)  # a new run never mixes its files with an earlier run's
     lock = RunDir(out, force=bool(cfg.get("force"))) if info.is_main else None
     try:
         if lock is not None:

@@ -584,7 +584,7 @@ def train_detection(args: argparse.Namespace) -> Dict[str, Any]:
 
     from .. import engine
     from ..engine.distributed import DistInfo
-    from ..engine.rundir import RunDir, check_writable, clean_temp_files, resolve_resume_dir
+    from ..engine.rundir import RunDir, check_writable, clean_temp_files, resolve_resume_dir, set_aside_previous_run
     from ..errors import ConfigError
     from .dense_utils import build_dense_optimizer
     from .detection_data import trainer_collate
@@ -597,6 +597,8 @@ def train_detection(args: argparse.Namespace) -> Dict[str, Any]:
         cfg["output"] = str(out)
     out = Path(cfg["output"])
     info = engine.distributed.init_from_env(str(cfg["device"]))
+    if info.is_main and not getattr(args, "resume", None):
+        set_aside_previous_run(out)  # a new run never mixes its files with an earlier run's
     lock = RunDir(out, force=bool(getattr(args, "force", None))) if info.is_main else None
     try:
         if lock is not None:

@@ -265,7 +265,7 @@ def run_segmentation_training(args: argparse.Namespace) -> int:
     from .dense_viz import denormalize, save_segmentation_png
     from .segmentation import evaluate_segmentation, predict_segmentation, segmentation_loss
 
-    from ..engine.rundir import resolve_resume_dir
+    from ..engine.rundir import resolve_resume_dir, set_aside_previous_run
 
     if getattr(args, "resume", None):
         ckpt_path, resumed_dir = resolve_resume_dir(args.resume, getattr(args, "output", None))
@@ -273,7 +273,9 @@ def run_segmentation_training(args: argparse.Namespace) -> int:
     cfg = resolve_segmentation_config(args)
     if getattr(args, "resume", None):
         cfg["output"] = str(resumed_dir)
-    engine.distributed.init_from_env(str(cfg["device"]))
+    info = engine.distributed.init_from_env(str(cfg["device"]))
+    if info.is_main and not getattr(args, "resume", None):
+        set_aside_previous_run(cfg["output"])  # a new run never mixes its files with an earlier run's
     econf = engine.EngineConfig.from_dict({**cfg, "layer_decay": None})  # layer decay: our own groups below
     train_set, val_set, test_sets, num_classes, class_names, skipped = _datasets(cfg)
     if skipped:
