@@ -11,7 +11,9 @@ batch (``--batch-size``, default 16, ``--size`` px, fp32 unless ``--amp``); the 
 (wall clock) gives img/s, and each ratio is also given as the median of the per-round ratios with its
 min-max range (the noise).
 "fast" is unireplknet's fast training path (``unireplknet.ops.set_fast_training(True)``, the default,
-with the engine's fused AdamW step), "plain" the same model with both off (per-parameter AdamW loop); timm
+with the engine's fused AdamW step and the compiled Dilated Reparam Block kernels of
+``unireplknet.ops.native`` when they build), ``name:nonative`` the fast path on PyTorch's kernels only
+(``set_native_kernels(False)``), "plain" the model with all of it off (per-parameter AdamW loop); timm
 models get the fused AdamW step as well (``--no-fused-optimizer``: the loop for every model). Also reported:
 the process CPU time of the median step.
 
@@ -44,7 +46,7 @@ DEFAULT_MODELS = ("unireplknet_t", "unireplknet_t:plain", "convnext_tiny",
 
 
 def _build(spec: str, original: Optional[str]) -> Any:
-    """``name[:plain|:original]`` -> (model, fast flag)."""
+    """``name[:plain|:nonative|:original]`` -> (model, fast flag)."""
     import torch
 
     name, _, mode = spec.partition(":")
@@ -70,11 +72,12 @@ def _stepper(spec: str, args: argparse.Namespace, batch: int) -> Callable[[], No
     import torch
 
     from unireplknet.ops import set_fast_training
-
     from unireplknet.ops.fast_train import set_drb_recompute
+    from unireplknet.ops.native import set_native_kernels
 
     set_drb_recompute({"true": True, "false": False}.get(args.drb_recompute, args.drb_recompute))
     model, fast = _build(spec, args.original)
+    use_native = spec.partition(":")[2] != "nonative"
     device = torch.device(args.device)
     model = model.to(device).train()
     if args.channels_last:
@@ -91,6 +94,7 @@ def _stepper(spec: str, args: argparse.Namespace, batch: int) -> Callable[[], No
 
     def step() -> None:
         set_fast_training(fast)
+        set_native_kernels(use_native)
         with torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16,
                             enabled=args.amp):
             loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -102,6 +106,13 @@ def _stepper(spec: str, args: argparse.Namespace, batch: int) -> Callable[[], No
             torch.cuda.synchronize()
 
     return step
+
+
+def _native_status() -> str:
+    """Whether the compiled Dilated Reparam Block kernels were used (or why not)."""
+    from unireplknet.ops import native
+
+    return f"loaded from {native.library_path()}" if native.available() else f"unavailable: {native.unavailable_reason()}"
 
 
 def measure_speed(specs: List[str], args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
@@ -152,7 +163,7 @@ def _rss_mib() -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=None,
-                   help="specs name[:plain|:original] (default: T, A fast and plain, convnext_tiny/atto)")
+                   help="specs name[:plain|:nonative|:original] (default: T, A fast and plain, convnext_tiny/atto)")
     p.add_argument("--original", default=None, help="path to the authors' unireplknet.py (adds ':original' rows)")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=16)
@@ -227,6 +238,8 @@ def main() -> int:
         "unireplknet_t fast/plain img_s": ratio("unireplknet_t", "unireplknet_t:plain", "img_s"),
         "unireplknet_a fast/plain img_s": ratio("unireplknet_a", "unireplknet_a:plain", "img_s"),
         "unireplknet_t fast/plain peak memory": ratio("unireplknet_t", "unireplknet_t:plain", "peak_mib"),
+        "unireplknet_t native/nonative img_s": ratio("unireplknet_t", "unireplknet_t:nonative", "img_s"),
+        "unireplknet_a native/nonative img_s": ratio("unireplknet_a", "unireplknet_a:nonative", "img_s"),
         "unireplknet_t/convnext_tiny peak memory, fixed mmap threshold":
             ratio("unireplknet_t", "convnext_tiny", "peak_mib_fixed_mmap"),
         "unireplknet_a/convnext_atto peak memory, fixed mmap threshold":
@@ -237,13 +250,15 @@ def main() -> int:
         "unireplknet_a/convnext_atto img_s": round_ratios("unireplknet_a", "convnext_atto"),
         "unireplknet_t fast/plain img_s": round_ratios("unireplknet_t", "unireplknet_t:plain"),
         "unireplknet_a fast/plain img_s": round_ratios("unireplknet_a", "unireplknet_a:plain"),
+        "unireplknet_t native/nonative img_s": round_ratios("unireplknet_t", "unireplknet_t:nonative"),
+        "unireplknet_a native/nonative img_s": round_ratios("unireplknet_a", "unireplknet_a:nonative"),
     }
     meta = {
         "device": args.device, "amp": args.amp, "size": args.size, "batch_size": args.batch_size,
         "mem_batch_size": args.mem_batch_size, "threads": args.threads, "nproc": os.cpu_count(),
         "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
         "warmup": args.warmup, "repeats": args.repeats, "drb_recompute": args.drb_recompute,
-        "fused_optimizer": not args.no_fused_optimizer, "loadavg_start": [round(v, 2) for v in load],
+        "fused_optimizer": not args.no_fused_optimizer, "native_kernels": _native_status(), "loadavg_start": [round(v, 2) for v in load],
         "loadavg_end": [round(v, 2) for v in os.getloadavg()], "wall_s": round(time.time() - t0),
         "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
     }
@@ -251,6 +266,7 @@ def main() -> int:
     print(f"# training step (fwd+bwd+AdamW): {args.size}px, batch {args.batch_size}, device {args.device}, "
           f"amp {args.amp}, torch {torch.__version__}, threads {args.threads}, nproc {os.cpu_count()}, "
           f"load {meta['loadavg_start']} -> {meta['loadavg_end']}")
+    print(f"# compiled Dilated Reparam Block kernels: {meta['native_kernels']}")
     print(f"| model | train img/s (median of {args.repeats}) | CPU s/step | {mem} @ batch {args.mem_batch_size} "
           f"| same, fixed mmap threshold |")
     print("|---|---|---|---|---|")

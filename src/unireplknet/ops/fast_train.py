@@ -369,6 +369,11 @@ def dilated_reparam_train(
         factors.append(factor)
     tensors = [*weights, *(bn.weight for bn in bns), *(bn.bias for bn in bns),
                *(bn.running_mean for bn in bns), *(bn.running_var for bn in bns)]
+    from .drb_native import dilated_reparam_native, native_drb_applicable  # imports this module
+
+    if native_drb_applicable(x, weights):
+        return dilated_reparam_native(
+            x, tuple(int(d) for d in dilations), tuple(float(bn.eps) for bn in bns), tuple(factors), keep, tensors)
     return _DilatedReparamTrain.apply(
         x, tuple(int(d) for d in dilations), tuple(float(bn.eps) for bn in bns), tuple(factors), keep,
         *tensors)

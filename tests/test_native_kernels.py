@@ -1,0 +1,243 @@
+"""The compiled AVX2 kernels (unireplknet.ops.native) and the Dilated Reparam Block's training step on them
+(unireplknet.ops.drb_native): same outputs, gradients and BatchNorm statistics as PyTorch's kernels."""
+from __future__ import annotations
+
+import copy
+import platform
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unireplknet.layers import DilatedReparamBlock
+from unireplknet.model import UniRepLKNet, UniRepLKNetBlock
+from unireplknet.ops import fast_training, native, set_native_kernels
+from unireplknet.ops.drb_native import _kkc, native_drb_applicable
+
+TOL = 1e-5
+CAPABLE = (sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
+           and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"))
+needs_kernels = pytest.mark.skipif(not CAPABLE, reason="the compiled kernels target Linux x86-64 with AVX2")
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-7)).item()
+
+
+def _nhwc(t: torch.Tensor) -> torch.Tensor:
+    return t.permute(0, 2, 3, 1)
+
+
+@needs_kernels
+def test_kernels_build_on_this_machine() -> None:
+    """CI installs a C compiler: the kernels must build and load here (a fallback would hide a broken build)."""
+    assert native.available(), native.unavailable_reason()
+    assert native.library_path() is not None and native.library_path().is_file()
+
+
+def _padded(x: torch.Tensor, pad: int) -> torch.Tensor:
+    return _nhwc(F.pad(x, (pad,) * 4).contiguous(memory_format=torch.channels_last))
+
+
+@needs_kernels
+@pytest.mark.parametrize("k,r,h,w,c", [(13, 1, 14, 14, 16), (5, 1, 9, 13, 8), (7, 2, 7, 7, 24), (3, 5, 15, 12, 8),
+                                       (3, 3, 1, 3, 8), (17, 1, 6, 21, 8), (9, 4, 11, 5, 16)])
+def test_forward_and_weight_grad_match_conv2d(k: int, r: int, h: int, w: int, c: int) -> None:
+    g = torch.Generator().manual_seed(k * 100 + r)
+    n, pad = 3, r * (k - 1) // 2
+    extra = 2  # the buffer's border may be wider than this conv's padding (the block pads for its largest branch)
+    x = torch.randn(n, c, h, w, generator=g)
+    weight = torch.randn(c, 1, k, k, generator=g)
+    dy = torch.randn(n, c, h, w, generator=g)
+    ref = F.conv2d(x.double(), weight.double(), padding=pad, dilation=r, groups=c)
+    xb = _padded(x, pad + extra)[:, extra:, extra:]
+    window = (pad, pad + h, pad, pad + w)
+    out = torch.empty(n, h, w, c)
+    stats = torch.empty(torch.get_num_threads(), 2, c, dtype=torch.float64)
+    native.dw_forward(xb, window, out, _kkc(weight), r, stats=stats)
+    assert _rel(out.permute(0, 3, 1, 2), ref) < TOL
+    s = stats.sum(0)
+    assert _rel(s[0], ref.sum(dim=(0, 2, 3))) < TOL
+    assert _rel(s[1], (ref * ref).sum(dim=(0, 2, 3))) < TOL
+    native.dw_forward(xb, window, out, _kkc(weight), r, accumulate=True)  # out += conv
+    assert _rel(out.permute(0, 3, 1, 2), 2 * ref) < TOL
+    # weight gradient = autograd's, from the same buffer
+    wd = weight.double().requires_grad_()
+    F.conv2d(x.double(), wd, padding=pad, dilation=r, groups=c).backward(dy.double())
+    part = torch.empty(torch.get_num_threads(), k, k, c)
+    gw = native.dw_weight_grad(xb, window, _nhwc(dy).contiguous(), k, r, part)
+    assert _rel(gw.permute(2, 0, 1).unsqueeze(1), wd.grad) < TOL
+    # the input gradient is the forward conv of the zero-bordered output gradient with the flipped kernel
+    xd = x.double().requires_grad_()
+    F.conv2d(xd, weight.double(), padding=pad, dilation=r, groups=c).backward(dy.double())
+    gx = torch.empty(n, h, w, c)
+    native.dw_forward(_padded(dy, pad), window, gx, _kkc(weight, flip=True), r)
+    assert _rel(gx.permute(0, 3, 1, 2), xd.grad) < TOL
+
+
+def _randomize(module: nn.Module, seed: int = 1) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            with torch.no_grad():
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g))
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+
+
+def _step(module: nn.Module, x: torch.Tensor, fast: bool, use_native: bool, steps: int = 2, x_grad: bool = True):
+    """``steps`` training steps; returns the last output, the input gradient and the module itself."""
+    xi = x.clone().requires_grad_(x_grad)
+    previous = native.native_kernels_enabled()
+    set_native_kernels(use_native)
+    try:
+        with fast_training(fast):
+            for _ in range(steps):
+                y = module(xi)
+                g = torch.randn(y.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64).to(y.dtype)
+                (y * g).sum().backward()
+    finally:
+        set_native_kernels(previous)
+    return y, xi.grad, module
+
+
+def _assert_matches_fp64(module: nn.Module, x: torch.Tensor, steps: int = 2, x_grad: bool = True,
+                         strict: bool = False) -> str:
+    """fp32 on the compiled kernels vs the plain path in fp64 (outputs, every gradient, every buffer).
+
+    Each tensor's error (max abs difference over the fp64 tensor's max abs value) must be below 1e-5, or, where
+    fp32 itself cannot reach that (a gradient that is 0 in theory, a long chain of layers), no larger than
+    twice the error of PyTorch's plain fp32 path against the same fp64 reference (``strict``: 1e-5 always).
+    """
+    plain_module = copy.deepcopy(module)
+    ref_module = copy.deepcopy(module).double()
+    y, gx, m = _step(module, x, True, True, steps, x_grad)
+    y32, gx32, m32 = _step(plain_module, x, False, False, steps, x_grad)
+    y_ref, gx_ref, m_ref = _step(ref_module, x.double(), False, False, steps, x_grad)
+
+    def check(name: str, a: torch.Tensor, a32: torch.Tensor, ref: torch.Tensor) -> None:
+        err, err32 = _rel(a, ref), _rel(a32, ref)
+        assert err < (TOL if strict else max(TOL, 2 * err32)), f"{name}: {err:.2e} (PyTorch fp32: {err32:.2e})"
+
+    check("output", y, y32, y_ref)
+    if x_grad:
+        check("input grad", gx, gx32, gx_ref)
+    for (name, p), p32, p_ref in zip(m.named_parameters(), m32.parameters(), m_ref.parameters()):
+        assert (p.grad is None) == (p_ref.grad is None), name
+        if p.grad is not None:
+            check(name, p.grad, p32.grad, p_ref.grad)
+    for (name, b), b32, b_ref in zip(m.named_buffers(), m32.buffers(), m_ref.buffers()):
+        if b.dtype == torch.long:
+            assert torch.equal(b, b_ref), name
+        else:
+            check(name, b, b32, b_ref)
+    return type(y.grad_fn).__name__ if y.grad_fn is not None else ""
+
+
+@needs_kernels
+@pytest.mark.parametrize("kernel", [5, 7, 9, 11, 13, 17])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_drb_matches_plain_fp64(kernel: int, channels_last: bool) -> None:
+    torch.manual_seed(kernel)
+    block = DilatedReparamBlock(16, kernel).train()
+    _randomize(block)
+    x = torch.randn(3, 16, 15, 12) * 2 + 0.5  # odd sizes, a non-zero mean
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    assert native_drb_applicable(x, [block.lk_origin.weight])
+    assert _assert_matches_fp64(block, x, strict=True) == "_DilatedReparamNativeBackward"
+
+
+@needs_kernels
+def test_every_variant_block_configuration_fp32() -> None:
+    """Each block kernel size any variant uses, whole blocks (DRB + BN/SE/FFN), fp32 native vs fp64 plain."""
+    from unireplknet.model import VARIANTS, default_kernel_sizes
+
+    sizes = {k for v in VARIANTS.values() for stage in default_kernel_sizes(v["depths"]) for k in stage}
+    for k in sorted(sizes):
+        torch.manual_seed(k)
+        block = UniRepLKNetBlock(8, k, drop_path=0.0, layer_scale_init_value=1e-6).train()
+        _randomize(block)
+        _assert_matches_fp64(block, torch.randn(2, 8, 14, 14))
+
+
+@needs_kernels
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_model_fp32_matches_plain_fp64(checkpointing: bool) -> None:
+    torch.manual_seed(0)
+    model = UniRepLKNet(num_classes=10, depths=(1, 1, 2, 1), dims=(8, 16, 16, 24),
+                        kernel_sizes=((3,), (13,), (13, 3), (7,)), layer_scale_init_value=0.5).train()
+    _randomize(model)
+    if checkpointing:
+        model.set_grad_checkpointing()
+    _assert_matches_fp64(model, torch.randn(2, 3, 64, 48))
+
+
+@needs_kernels
+def test_drb_frozen_parts_no_input_grad_and_momentum_none() -> None:
+    torch.manual_seed(3)
+    block = DilatedReparamBlock(8, 13).train()
+    _randomize(block)
+    block.origin_bn.momentum = None  # cumulative average
+    for p in list(block.branches.values())[1].parameters():
+        p.requires_grad_(False)
+    _assert_matches_fp64(block, torch.randn(2, 8, 9, 9), steps=3, x_grad=False, strict=True)
+
+
+def test_fallbacks_keep_pytorch_kernels() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 12, 9, 9)
+    block = DilatedReparamBlock(12, 13).train()  # 12 channels: not a multiple of 8
+    assert not native_drb_applicable(x, [block.lk_origin.weight])
+    assert not native_drb_applicable(x.double(), [block.lk_origin.weight.double()])
+    y, _, _ = _step(block, x, True, True, steps=1)
+    assert type(y.grad_fn).__name__ == "_DilatedReparamTrainBackward"
+    block8 = DilatedReparamBlock(8, 13).train()
+    y, _, _ = _step(block8, torch.randn(2, 8, 9, 9), True, False, steps=1)  # switched off
+    assert type(y.grad_fn).__name__ == "_DilatedReparamTrainBackward"
+
+
+def test_build_failures_fall_back_with_a_reason(monkeypatch, tmp_path, caplog) -> None:
+    """No compiler or a failing build: unavailable with the reason logged once; the block trains on PyTorch's
+    kernels and gives the same numbers."""
+    monkeypatch.setenv("UNIREPLKNET_CACHE", str(tmp_path))
+    try:
+        monkeypatch.setattr(native, "_compiler", lambda: None)
+        native._reset()
+        with caplog.at_level("INFO", logger="unireplknet.ops.native"):
+            assert not native.available()
+            assert not native.available()
+        if CAPABLE:
+            assert "no C compiler" in native.unavailable_reason()
+            assert sum("unavailable" in r.getMessage() for r in caplog.records) == 1
+        torch.manual_seed(0)
+        block = DilatedReparamBlock(8, 7).train()
+        _randomize(block)
+        assert _assert_matches_fp64(block, torch.randn(2, 8, 9, 9)) == "_DilatedReparamTrainBackward"
+        if CAPABLE:
+            monkeypatch.setattr(native, "_compiler", lambda: "/bin/false")
+            native._reset()
+            assert not native.available()
+            assert "failed" in native.unavailable_reason()
+            assert not list(tmp_path.rglob("*.so")) and not list(tmp_path.rglob("*.tmp"))  # nothing half-written
+    finally:
+        monkeypatch.undo()
+        native._reset()
+
+
+@needs_kernels
+def test_build_goes_to_the_cache_dir(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("UNIREPLKNET_CACHE", str(tmp_path))
+    try:
+        native._reset()
+        assert native.available(), native.unavailable_reason()
+        built = list((tmp_path / "kernels").glob("urlk_dwconv_*.so"))
+        assert len(built) == 1 and native.library_path() == built[0]
+        native._reset()
+        assert native.available() and native.library_path() == built[0]  # reused, not rebuilt
+    finally:
+        monkeypatch.undo()
+        native._reset()
