@@ -108,19 +108,25 @@ def _assert_matches_fp64(module: nn.Module, x: torch.Tensor, steps: int = 2, x_g
                          strict: bool = False) -> str:
     """fp32 on the compiled kernels vs the plain path in fp64 (outputs, every gradient, every buffer).
 
-    Each tensor's error (max abs difference over the fp64 tensor's max abs value) must be below 1e-5, or, where
-    fp32 itself cannot reach that (a gradient that is 0 in theory, a long chain of layers), no larger than
-    twice the error of PyTorch's plain fp32 path against the same fp64 reference (``strict``: 1e-5 always).
+    ``strict``: each tensor's max abs error is below 1e-5 of the fp64 tensor's max abs value. Otherwise (whole
+    blocks and models, where fp32 itself cannot reach that) the error may instead be up to twice the error of
+    PyTorch's plain fp32 path against the same reference, or 1e-6 of the largest gradient (gradients that are
+    0 in theory, e.g. of a bias followed by a training-mode BatchNorm, are fp32 rounding noise either way).
     """
     plain_module = copy.deepcopy(module)
     ref_module = copy.deepcopy(module).double()
     y, gx, m = _step(module, x, True, True, steps, x_grad)
     y32, gx32, m32 = _step(plain_module, x, False, False, steps, x_grad)
     y_ref, gx_ref, m_ref = _step(ref_module, x.double(), False, False, steps, x_grad)
+    grad_scale = max(p.grad.abs().max().item() for p in m_ref.parameters() if p.grad is not None)
 
     def check(name: str, a: torch.Tensor, a32: torch.Tensor, ref: torch.Tensor) -> None:
-        err, err32 = _rel(a, ref), _rel(a32, ref)
-        assert err < (TOL if strict else max(TOL, 2 * err32)), f"{name}: {err:.2e} (PyTorch fp32: {err32:.2e})"
+        ref = ref.double()
+        err, err32 = (a.double() - ref).abs().max().item(), (a32.double() - ref).abs().max().item()
+        allowed = TOL * ref.abs().max().item()
+        if not strict:
+            allowed = max(allowed, 2 * err32, 1e-6 * grad_scale)
+        assert err <= allowed, f"{name}: max abs error {err:.2e} > {allowed:.2e} (PyTorch fp32: {err32:.2e})"
 
     check("output", y, y32, y_ref)
     if x_grad:
@@ -238,6 +244,21 @@ def test_build_goes_to_the_cache_dir(monkeypatch, tmp_path) -> None:
         assert len(built) == 1 and native.library_path() == built[0]
         native._reset()
         assert native.available() and native.library_path() == built[0]  # reused, not rebuilt
+    finally:
+        monkeypatch.undo()
+        native._reset()
+
+
+@needs_kernels
+def test_damaged_cache_entry_is_rebuilt(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("UNIREPLKNET_CACHE", str(tmp_path))
+    try:
+        path = native._build(native._compiler())  # built, never loaded
+        path.unlink()
+        path.write_bytes(b"not a shared library")  # e.g. a copy cut short by a full disk
+        native._reset()
+        assert native.available(), native.unavailable_reason()
+        assert native.library_path() == path and path.stat().st_size > 1000
     finally:
         monkeypatch.undo()
         native._reset()

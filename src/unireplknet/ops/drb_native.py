@@ -63,7 +63,7 @@ class _DilatedReparamNative(torch.autograd.Function):
                 factors: Tuple[float, ...], keep: Tuple[bool, ...], *tensors: torch.Tensor):  # type: ignore[override]
         nb = len(dilations)
         weights, gammas, betas = tensors[0:nb], tensors[nb:2 * nb], tensors[2 * nb:3 * nb]
-        rmeans, rvars = tensors[3 * nb:4 * nb], tensors[4 * nb:5 * nb]
+        rmeans, rvars = list(tensors[3 * nb:4 * nb]), list(tensors[4 * nb:5 * nb])
         xc = x.contiguous(memory_format=_CL)
         n, c, h, w = xc.shape
         count = n * h * w
@@ -72,46 +72,40 @@ class _DilatedReparamNative(torch.autograd.Function):
         pads = [r * (int(wt.shape[-1]) - 1) // 2 for wt, r in zip(weights, dilations)]
         pmax = max(pads)
         xb = _padded_input(xc, pmax)
-        nt = torch.get_num_threads()
-        stats = torch.empty(nt, 2, c, dtype=torch.float64)
+        stats = torch.empty(nb, torch.get_num_threads(), 2, c, dtype=torch.float64)  # per-thread sums of y, y^2
         ys: List[torch.Tensor] = []
-        a = torch.empty(nb, c, dtype=torch.float32)
-        b = torch.zeros(c, dtype=torch.float64)
-        means, invstds = [], []
         for i in range(nb):
-            k, r, off = int(weights[i].shape[-1]), dilations[i], pmax - pads[i]
+            off = pmax - pads[i]
             y = torch.empty(n, h, w, c) if keep[i] else WORKSPACE.empty((n, h, w, c), xc, f"drb_y{i}")
             native.dw_forward(xb[:, off:, off:], (pads[i], pads[i] + h, pads[i], pads[i] + w), y,
-                              _kkc(weights[i]), r, stats=stats)
-            s = stats.sum(0)
-            mean = s[0] / count
-            var = (s[1] / count - mean * mean).clamp_(min=0.0)
-            invstd = (var + eps[i]).rsqrt()
-            with torch.no_grad():
-                f = factors[i]
-                rmeans[i].mul_(1.0 - f).add_(mean.to(rmeans[i].dtype), alpha=f)
-                rvars[i].mul_(1.0 - f).add_((var * (count / (count - 1))).to(rvars[i].dtype), alpha=f)
-            ai = gammas[i].detach().double() * invstd
-            a[i] = ai
-            b += betas[i].detach().double() - mean * ai
-            means.append(mean.float())
-            invstds.append(invstd.float())
+                              _kkc(weights[i]), dilations[i], stats=stats[i])
             ys.append(y)
+        # BatchNorm statistics of every branch at once, in float64
+        s = stats.sum(1)  # nb x 2 x C
+        mean = s[:, 0] / count
+        var = (s[:, 1] / count - mean * mean).clamp_(min=0.0)
+        invstd = (var + torch.tensor(eps, dtype=torch.float64).unsqueeze(1)).rsqrt_()
+        with torch.no_grad():
+            f = torch.tensor(factors, dtype=torch.float64).unsqueeze(1)
+            torch._foreach_mul_(rmeans, [1.0 - v for v in factors])
+            torch._foreach_add_(rmeans, list((mean * f).to(rmeans[0].dtype).unbind(0)))
+            torch._foreach_mul_(rvars, [1.0 - v for v in factors])
+            torch._foreach_add_(rvars, list((var * (f * (count / (count - 1)))).to(rvars[0].dtype).unbind(0)))
+        a = torch.stack([g.detach() for g in gammas]).double() * invstd
+        b = (torch.stack([v.detach() for v in betas]).double() - mean * a).sum(0)
         out = torch.empty(n, h, w, c)
-        native.combine(out, ys, a, b.float())
-        ctx.dilations, ctx.eps, ctx.keep, ctx.nb, ctx.pads = dilations, eps, keep, nb, pads
+        native.combine(out, ys, a.float(), b.float())
+        ctx.dilations, ctx.keep, ctx.nb, ctx.pads = dilations, keep, nb, pads
         saved_y = [y for y, kp in zip(ys, keep) if kp]
-        ctx.save_for_backward(xc, *weights, *gammas, *means, *invstds, *saved_y)
+        ctx.save_for_backward(xc, mean, invstd, *weights, *gammas, *saved_y)
         return out.permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         nb, pads = ctx.nb, ctx.pads
-        saved = ctx.saved_tensors
-        xc = saved[0]
-        weights, gammas = saved[1:1 + nb], saved[1 + nb:1 + 2 * nb]
-        means, invstds = saved[1 + 2 * nb:1 + 3 * nb], saved[1 + 3 * nb:1 + 4 * nb]
-        kept = iter(saved[1 + 4 * nb:])
+        xc, mean, invstd, *rest = ctx.saved_tensors
+        weights, gammas = rest[:nb], rest[nb:2 * nb]
+        kept = iter(rest[2 * nb:])
         n, c, h, w = xc.shape
         count = n * h * w
         pmax = max(pads)
@@ -135,40 +129,35 @@ class _DilatedReparamNative(torch.autograd.Function):
             ys.append(y)
         sums = native.grad_dots(g, ys)  # float64: [sum g, sum g*y_0, ...]
         sum_g = sums[0]
+        # BatchNorm backward per branch: d(loss)/d(y_i) = a_i g + k_i y_i + c_i (per channel, all in float64)
+        ggamma = invstd * (sums[1:] - mean * sum_g)
+        a = torch.stack([v.detach() for v in gammas]).double() * invstd
+        k_ = -a * invstd * ggamma / count
+        c_ = -a * sum_g / count - k_ * mean
+        a32, k32, c32 = a.float(), k_.float(), c_.float()
+        ggs: List[Optional[torch.Tensor]] = [
+            ggamma[i].to(gammas[i].dtype) if need_g[i] else None for i in range(nb)]
+        gbs: List[Optional[torch.Tensor]] = [sum_g.to(gammas[i].dtype) if need_b[i] else None for i in range(nb)]
         gx: Optional[torch.Tensor] = torch.empty(n, h, w, c) if need_x else None
-        dyb: Optional[torch.Tensor] = None
         gws: List[Optional[torch.Tensor]] = [None] * nb
-        ggs: List[Optional[torch.Tensor]] = [None] * nb
-        gbs: List[Optional[torch.Tensor]] = [None] * nb
+        dyb: Optional[torch.Tensor] = None
         first = True
         for i in range(nb):
-            mean, invstd = means[i].double(), invstds[i].double()
-            gamma = gammas[i].detach().double()
-            ggamma = invstd * (sums[i + 1] - mean * sum_g)
-            if need_g[i]:
-                ggs[i] = ggamma.to(gammas[i].dtype)
-            if need_b[i]:
-                gbs[i] = sum_g.to(gammas[i].dtype)
             if not (need_x or need_w[i]):
                 continue
-            ai = gamma * invstd
-            ki = -ai * invstd * ggamma / count
-            ci = -ai * sum_g / count - ki * mean
             if dyb is None:
                 dyb = _zero_bordered(n, h, w, c, pmax)
             interior = dyb[:, pmax:pmax + h, pmax:pmax + w]
-            native.affine2(interior, g, ys[i], ai.float(), ki.float(), ci.float())
+            native.affine2(interior, g, ys[i], a32[i], k32[i], c32[i])
             k, r, o = int(weights[i].shape[-1]), ctx.dilations[i], pmax - pads[i]
-            if need_x:
-                assert gx is not None
-                native.dw_forward(dyb[:, o:, o:], (pads[i], pads[i] + h, pads[i], pads[i] + w), gx,
-                                  _kkc(weights[i], flip=True), r, accumulate=not first)
+            window = (pads[i], pads[i] + h, pads[i], pads[i] + w)
+            if gx is not None:
+                native.dw_forward(dyb[:, o:, o:], window, gx, _kkc(weights[i], flip=True), r, accumulate=not first)
                 first = False
             if need_w[i]:
                 assert xb is not None
                 part = WORKSPACE.empty((torch.get_num_threads(), k, k, c), xc, "drb_wgrad")
-                gkkc = native.dw_weight_grad(xb[:, o:, o:], (pads[i], pads[i] + h, pads[i], pads[i] + w),
-                                             interior, k, r, part)
+                gkkc = native.dw_weight_grad(xb[:, o:, o:], window, interior, k, r, part)
                 gws[i] = gkkc.permute(2, 0, 1).unsqueeze(1).contiguous().to(weights[i].dtype)
         gx_out = gx.permute(0, 3, 1, 2) if gx is not None else None
         return (gx_out, None, None, None, None, *gws, *ggs, *gbs, *([None] * (2 * nb)))

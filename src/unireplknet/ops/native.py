@@ -120,7 +120,12 @@ def _load() -> Optional[ctypes.CDLL]:
         return None
     try:
         path = _build(cc)  # type: ignore[arg-type]
-        lib = ctypes.CDLL(str(path))
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError:  # a damaged cache entry (disk full, killed copy): build it again
+            path.unlink(missing_ok=True)
+            path = _build(cc)  # type: ignore[arg-type]
+            lib = ctypes.CDLL(str(path))
         for name, argtypes in _SIGNATURES.items():
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = argtypes, None
