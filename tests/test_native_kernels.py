@@ -262,3 +262,49 @@ def test_damaged_cache_entry_is_rebuilt(monkeypatch, tmp_path) -> None:
     finally:
         monkeypatch.undo()
         native._reset()
+
+
+@needs_kernels
+def test_gelu_and_grad_match_pytorch() -> None:
+    """One pass gives GELU and its derivative (erf form) as accurately as PyTorch's fp32 kernels do."""
+    h = torch.cat([torch.randn(100_003, generator=torch.Generator().manual_seed(0)) * 3,
+                   torch.tensor([0.0, -0.0, 1e-8, -1e-8, 6.0, -6.0, 30.0, -30.0, 87.0, -87.0])])
+    out, grad = torch.empty_like(h), torch.empty_like(h)
+    native.gelu_and_grad(h, out, grad)
+    hd = h.double()
+    ref_out = F.gelu(hd)
+    ref_grad = torch.ops.aten.gelu_backward(torch.ones_like(hd), hd)
+    torch_out_err = (F.gelu(h).double() - ref_out).abs().max().item()
+    torch_grad_err = (torch.ops.aten.gelu_backward(torch.ones_like(h), h).double() - ref_grad).abs().max().item()
+    assert (out.double() - ref_out).abs().max().item() < max(1e-6, 2 * torch_out_err)
+    assert (grad.double() - ref_grad).abs().max().item() < max(1e-6, 2 * torch_grad_err)
+    with pytest.raises(ValueError, match="contiguous fp32"):
+        native.gelu_and_grad(hd, out, grad)
+
+
+@needs_kernels
+def test_mlp_tail_uses_the_fused_gelu_and_matches_fp64(monkeypatch) -> None:
+    from unireplknet.ops.fast_block import mlp_tail_train
+
+    calls = []
+    fused = native.gelu_and_grad
+    monkeypatch.setattr(native, "gelu_and_grad", lambda *a: calls.append(1) or fused(*a))
+
+    g = torch.Generator().manual_seed(3)
+    h = (torch.randn(2, 5, 7, 32, generator=g) * 2).requires_grad_()
+    gamma, beta = torch.randn(1, 1, 1, 32, generator=g), torch.randn(1, 1, 1, 32, generator=g)
+    weight = torch.randn(8, 32, generator=g)
+    params = [p.requires_grad_() for p in (gamma, beta, weight)]
+    z = mlp_tail_train(h, *params[:2], params[2])
+    upstream = torch.randn(z.shape, generator=g)
+    grads = torch.autograd.grad(z, [h, *params], upstream)
+    ref = [t.detach().double().requires_grad_() for t in (h, *params)]
+    a = F.gelu(ref[0])
+    nx = a.norm(p=2, dim=(1, 2), keepdim=True)
+    nx = nx / (nx.mean(dim=-1, keepdim=True) + 1e-6)
+    z_ref = F.linear(ref[1] * (a * nx) + ref[2] + a, ref[3])
+    ref_grads = torch.autograd.grad(z_ref, ref, upstream.double())
+    assert calls == [1]
+    assert _rel(z, z_ref) < TOL
+    for got, want in zip(grads, ref_grads):
+        assert _rel(got, want) < TOL
