@@ -9,9 +9,7 @@ saving less, recomputing cheap element-wise work in backward instead:
   outputs are recomputed element-wise in backward, where the linear layer's weight gradient needs them);
 * :func:`mlp_tail_train`: ``Linear2(GRN(GELU(h)))`` without bias on an ``N x H x W x C`` tensor; saves only
   ``h`` and the GRN statistics, and recomputes ``GELU(h)`` and the GRN output in backward (the plain path
-  saves three hidden-sized tensors here, this one); with the compiled kernels of :mod:`unireplknet.ops.native`
-  (fp32) the recompute also gives GELU's derivative, sharing its ``erf``/``exp``, so the GELU backward is a
-  product;
+  saves three hidden-sized tensors here, this one);
 * :func:`bn_scale_train`: training-mode BatchNorm followed by the layer scale ``gamma``; saves only the BN
   input.
 
@@ -28,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import native
 from .fast_train import WORKSPACE, channel_sq_norm, fast_path_applicable, spatial_dot
 
 __all__ = ["bn_se_train", "mlp_tail_train", "bn_scale_train", "block_fast_path_ok", "block_residual_train",
@@ -163,13 +160,7 @@ class _MLPTailTrain(torch.autograd.Function):
         h, gamma, beta, weight, gx, denom, nx, f = ctx.saved_tensors
         nig = ctx.needs_input_grad
         gz2 = gz.reshape(-1, gz.shape[-1])
-        dgelu: Optional[torch.Tensor] = None
-        if nig[0] and h.dtype == torch.float32 and native.available():  # GELU and its derivative in one pass
-            a = torch.empty_like(h)
-            dgelu = WORKSPACE.empty_like(h, "mlp_dgelu")
-            native.gelu_and_grad(h, a, dgelu)
-        else:
-            a = F.gelu(h)
+        a = F.gelu(h)
         gwt = gbias = None
         # hidden-sized buffers: a (GELU output) and one more, reused for o, the output grad and the input grad
         buf = WORKSPACE.empty_like(a, "mlp_grad")
@@ -190,10 +181,7 @@ class _MLPTailTrain(torch.autograd.Function):
             dgx = dnx / denom - (dnx * gx).sum(dim=-1, keepdim=True) / (denom * denom) / gx.shape[-1]
             scale = torch.where(gx > 0, dgx / gx, torch.zeros_like(gx))
             ga = go.mul_(f).addcmul_(a, scale)
-            if dgelu is not None:
-                gh = torch.mul(ga, dgelu, out=a)  # into a's buffer
-            else:
-                gh = torch.ops.aten.gelu_backward.grad_input(ga, h, grad_input=a)
+            gh = torch.ops.aten.gelu_backward.grad_input(ga, h, grad_input=a)  # into a's buffer
         return gh, ggamma, gbeta, gwt, gbias
 
 

@@ -29,7 +29,7 @@ from typing import Optional, Sequence
 import torch
 
 __all__ = ["available", "unavailable_reason", "set_native_kernels", "native_kernels_enabled", "library_path",
-           "dw_forward", "dw_weight_grad", "combine", "grad_dots", "affine2", "gelu_and_grad"]
+           "dw_forward", "dw_weight_grad", "combine", "grad_dots", "affine2"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ _SIGNATURES = {
     "urlk_combine": [_P, _PP, _I32, _P, _P, _I64, _I32, _I32],
     "urlk_dots": [_P, _PP, _I32, _I64, _I32, _P, _I32],
     "urlk_affine2": [_P, _I64, _I64, _P, _P, _P, _P, _P, _I32, _I32, _I32, _I32, _I32],
-    "urlk_gelu_grad": [_P, _P, _P, _I64, _I32],
 }
 
 
@@ -250,13 +249,3 @@ def affine2(dst: torch.Tensor, g: torch.Tensor, y: torch.Tensor, a: torch.Tensor
     n, h, w, ch = dst.shape
     lib.urlk_affine2(_ptr(dst), dst.stride(0), dst.stride(1), _ptr(g), _ptr(y), _ptr(a), _ptr(k), _ptr(c),
                      n, h, w, ch, torch.get_num_threads())
-
-
-def gelu_and_grad(h: torch.Tensor, out: torch.Tensor, grad: torch.Tensor) -> None:
-    """``out = GELU(h)`` and ``grad = GELU'(h)`` (exact, erf form) in one pass; all contiguous fp32, same size."""
-    lib = _lib()
-    assert lib is not None
-    for name, t in (("h", h), ("out", out), ("grad", grad)):
-        if t.dtype != torch.float32 or not t.is_contiguous() or t.numel() != h.numel():
-            raise ValueError(f"{name}: expected a contiguous fp32 tensor of {h.numel()} elements")
-    lib.urlk_gelu_grad(_ptr(h), _ptr(out), _ptr(grad), h.numel(), torch.get_num_threads())
