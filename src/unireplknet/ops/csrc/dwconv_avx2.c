@@ -22,10 +22,48 @@ static int first_tap(int base, int lo, int r) { int d = lo - base; return d <= 0
 static int end_tap(int base, int hi, int r) { int d = hi - base; return d <= 0 ? 0 : (d + r - 1) / r; }
 
 /* ------------------------------------------------------------------------------------------ forward */
-AI void fwd_block(const float* xb, int64_t xsh, int C, float* yb, const float* w, int k, int r,
-                  int ki0, int ki1, int kj0, int kj1, int accumulate, __m256* s, __m256* ss, const int NB) {
+/* One tap row ki of an output block of NB pixels: yb[j] (+)= sum_kj w[kj] * xr[j + kj*r] (8 channels).
+   load: start from yb's values (else from zero). Output-row-stationary loops keep one input row, one
+   weight row and the output row in L1. */
+AI void fwd_row8(const float* xr, int C, float* yb, const float* wr, int r, int kj0, int kj1, int load,
+                 const int NB) {
     __m256 acc[8];
-    for (int j = 0; j < NB; j++) acc[j] = accumulate ? _mm256_loadu_ps(yb + (int64_t)j * C) : _mm256_setzero_ps();
+    for (int j = 0; j < NB; j++) acc[j] = load ? _mm256_loadu_ps(yb + (int64_t)j * C) : _mm256_setzero_ps();
+    for (int kj = kj0; kj < kj1; kj++) {
+        const __m256 wv = _mm256_loadu_ps(wr + (int64_t)kj * C);
+        const float* xp = xr + (int64_t)kj * r * C;
+        for (int j = 0; j < NB; j++) acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xp + (int64_t)j * C), acc[j]);
+    }
+    for (int j = 0; j < NB; j++) _mm256_storeu_ps(yb + (int64_t)j * C, acc[j]);
+}
+
+/* The same for 16 channels (two vectors: a whole 64-byte cache line of each pixel). */
+AI void fwd_row16(const float* xr, int C, float* yb, const float* wr, int r, int kj0, int kj1, int load,
+                  const int NB) {
+    __m256 a0[6], a1[6];
+    for (int j = 0; j < NB; j++) {
+        a0[j] = load ? _mm256_loadu_ps(yb + (int64_t)j * C) : _mm256_setzero_ps();
+        a1[j] = load ? _mm256_loadu_ps(yb + (int64_t)j * C + 8) : _mm256_setzero_ps();
+    }
+    for (int kj = kj0; kj < kj1; kj++) {
+        const __m256 w0 = _mm256_loadu_ps(wr + (int64_t)kj * C), w1 = _mm256_loadu_ps(wr + (int64_t)kj * C + 8);
+        const float* xp = xr + (int64_t)kj * r * C;
+        for (int j = 0; j < NB; j++) {
+            a0[j] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xp + (int64_t)j * C), a0[j]);
+            a1[j] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp + (int64_t)j * C + 8), a1[j]);
+        }
+    }
+    for (int j = 0; j < NB; j++) {
+        _mm256_storeu_ps(yb + (int64_t)j * C, a0[j]);
+        _mm256_storeu_ps(yb + (int64_t)j * C + 8, a1[j]);
+    }
+}
+
+/* All tap rows of an output block in registers (small kernels, or a band of input rows that fits L1). */
+AI void fwd_full8(const float* xb, int64_t xsh, int C, float* yb, const float* w, int k, int r,
+                  int ki0, int ki1, int kj0, int kj1, int load, const int NB) {
+    __m256 acc[8];
+    for (int j = 0; j < NB; j++) acc[j] = load ? _mm256_loadu_ps(yb + (int64_t)j * C) : _mm256_setzero_ps();
     for (int ki = ki0; ki < ki1; ki++) {
         const float* xr = xb + (int64_t)ki * r * xsh;
         const float* wr = w + (int64_t)ki * k * C;
@@ -35,10 +73,31 @@ AI void fwd_block(const float* xb, int64_t xsh, int C, float* yb, const float* w
             for (int j = 0; j < NB; j++) acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xp + (int64_t)j * C), acc[j]);
         }
     }
+    for (int j = 0; j < NB; j++) _mm256_storeu_ps(yb + (int64_t)j * C, acc[j]);
+}
+
+AI void fwd_full16(const float* xb, int64_t xsh, int C, float* yb, const float* w, int k, int r,
+                   int ki0, int ki1, int kj0, int kj1, int load, const int NB) {
+    __m256 a0[6], a1[6];
     for (int j = 0; j < NB; j++) {
-        _mm256_storeu_ps(yb + (int64_t)j * C, acc[j]);
-        *s = _mm256_add_ps(*s, acc[j]);
-        *ss = _mm256_fmadd_ps(acc[j], acc[j], *ss);
+        a0[j] = load ? _mm256_loadu_ps(yb + (int64_t)j * C) : _mm256_setzero_ps();
+        a1[j] = load ? _mm256_loadu_ps(yb + (int64_t)j * C + 8) : _mm256_setzero_ps();
+    }
+    for (int ki = ki0; ki < ki1; ki++) {
+        const float* xr = xb + (int64_t)ki * r * xsh;
+        const float* wr = w + (int64_t)ki * k * C;
+        for (int kj = kj0; kj < kj1; kj++) {
+            const __m256 w0 = _mm256_loadu_ps(wr + (int64_t)kj * C), w1 = _mm256_loadu_ps(wr + (int64_t)kj * C + 8);
+            const float* xp = xr + (int64_t)kj * r * C;
+            for (int j = 0; j < NB; j++) {
+                a0[j] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xp + (int64_t)j * C), a0[j]);
+                a1[j] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp + (int64_t)j * C + 8), a1[j]);
+            }
+        }
+    }
+    for (int j = 0; j < NB; j++) {
+        _mm256_storeu_ps(yb + (int64_t)j * C, a0[j]);
+        _mm256_storeu_ps(yb + (int64_t)j * C + 8, a1[j]);
     }
 }
 
@@ -54,36 +113,93 @@ AI void add_pd(double* dst, __m256 v) {
 void urlk_dw_fwd(const float* x, int64_t xsn, int64_t xsh, int row_lo, int row_hi, int col_lo, int col_hi,
                  float* y, int64_t ysn, int64_t ysh, int N, int H, int W, int C,
                  const float* w, int k, int r, int accumulate, double* stats, int nthreads) {
-    const int cb = C / 8;
+    const int cw = C % 16 == 0 ? 16 : 8; /* channels per work unit */
+    const int cb = C / cw;
+    const int pb = cw == 16 ? 6 : 8;     /* output pixels per register block */
     const int64_t units = (int64_t)N * cb;
+    /* Loop order (measured on Zen 3, 32 KiB L1): when the band of k input rows one output row reads
+       outgrows ~24 KiB, sweep one tap row at a time over the output row (it stays in L1) */
+    const int64_t band = (int64_t)k * (W + (int64_t)(k - 1) * r) * cw * (int64_t)sizeof(float);
+    const int row_stationary = band > 24 * 1024;
     if (stats) memset(stats, 0, sizeof(double) * 2 * C * nthreads);
 #pragma omp parallel num_threads(nthreads)
     {
         double* st = stats ? stats + (int64_t)2 * C * omp_get_thread_num() : NULL;
 #pragma omp for schedule(static)
         for (int64_t u = 0; u < units; u++) {
-            const int c0 = (int)(u % cb) * 8;
+            const int c0 = (int)(u % cb) * cw;
             const int n = (int)(u / cb);
             const float* wc = w + c0;
             for (int oh = 0; oh < H; oh++) {
                 const int ki0 = first_tap(oh, row_lo, r), ki1 = clampi(end_tap(oh, row_hi, r), ki0, k);
-                const float* xrow = x + n * xsn + (int64_t)oh * xsh + c0;
                 float* yrow = y + n * ysn + (int64_t)oh * ysh + c0;
-                __m256 s = _mm256_setzero_ps(), ss = _mm256_setzero_ps();
-                for (int ow = 0; ow < W; ow += 8) {
-                    const int nb = W - ow < 8 ? W - ow : 8;
-                    /* taps some pixel of [ow, ow+nb) reads inside the data columns */
-                    const int kj0 = first_tap(ow + nb - 1, col_lo, r), kj1 = clampi(end_tap(ow, col_hi, r), kj0, k);
-                    const float* xb = xrow + (int64_t)ow * C;
-                    float* yb = yrow + (int64_t)ow * C;
-                    switch (nb) {
-#define CASE(v) case v: fwd_block(xb, xsh, C, yb, wc, k, r, ki0, ki1, kj0, kj1, accumulate, &s, &ss, v); break;
-                        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+                if (ki0 >= ki1 && !accumulate)
+                    for (int ow = 0; ow < W; ow++) memset(yrow + (int64_t)ow * C, 0, sizeof(float) * cw);
+                const float* xrow0 = x + n * xsn + (int64_t)oh * xsh + c0;
+                if (!row_stationary) { /* every tap row of a block in registers */
+                    for (int ow = 0; ow < W; ow += pb) {
+                        const int nb = W - ow < pb ? W - ow : pb;
+                        /* taps some pixel of [ow, ow+nb) reads inside the data columns */
+                        const int kj0 = first_tap(ow + nb - 1, col_lo, r);
+                        const int kj1 = clampi(end_tap(ow, col_hi, r), kj0, k);
+                        const float* xb = xrow0 + (int64_t)ow * C;
+                        float* yb = yrow + (int64_t)ow * C;
+                        if (ki0 >= ki1) continue;
+                        if (cw == 16) {
+                            switch (nb) {
+#define CASE(v) case v: fwd_full16(xb, xsh, C, yb, wc, k, r, ki0, ki1, kj0, kj1, accumulate, v); break;
+                                CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
 #undef CASE
-                        default: break;
+                                default: break;
+                            }
+                        } else {
+                            switch (nb) {
+#define CASE(v) case v: fwd_full8(xb, xsh, C, yb, wc, k, r, ki0, ki1, kj0, kj1, accumulate, v); break;
+                                CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+#undef CASE
+                                default: break;
+                            }
+                        }
+                    }
+                } else for (int ki = ki0; ki < ki1; ki++) { /* one tap row at a time over the whole output row */
+                    const int load = ki > ki0 || accumulate;
+                    const float* xrow = xrow0 + (int64_t)ki * r * xsh;
+                    const float* wr = wc + (int64_t)ki * k * C;
+                    for (int ow = 0; ow < W; ow += pb) {
+                        const int nb = W - ow < pb ? W - ow : pb;
+                        const int kj0 = first_tap(ow + nb - 1, col_lo, r);
+                        const int kj1 = clampi(end_tap(ow, col_hi, r), kj0, k);
+                        const float* xb = xrow + (int64_t)ow * C;
+                        float* yb = yrow + (int64_t)ow * C;
+                        if (cw == 16) {
+                            switch (nb) {
+#define CASE(v) case v: fwd_row16(xb, C, yb, wr, r, kj0, kj1, load, v); break;
+                                CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
+#undef CASE
+                                default: break;
+                            }
+                        } else {
+                            switch (nb) {
+#define CASE(v) case v: fwd_row8(xb, C, yb, wr, r, kj0, kj1, load, v); break;
+                                CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+#undef CASE
+                                default: break;
+                            }
+                        }
                     }
                 }
-                if (st) { add_pd(st + c0, s); add_pd(st + C + c0, ss); }
+                if (st) { /* per-channel sums of the finished output row (still in L1) */
+                    for (int c = 0; c < cw; c += 8) {
+                        __m256 sv = _mm256_setzero_ps(), ssv = _mm256_setzero_ps();
+                        for (int ow = 0; ow < W; ow++) {
+                            const __m256 v = _mm256_loadu_ps(yrow + (int64_t)ow * C + c);
+                            sv = _mm256_add_ps(sv, v);
+                            ssv = _mm256_fmadd_ps(v, v, ssv);
+                        }
+                        add_pd(st + c0 + c, sv);
+                        add_pd(st + C + c0 + c, ssv);
+                    }
+                }
             }
         }
     }
@@ -109,41 +225,86 @@ AI void wg_block(const float* xs, int64_t xsh, const float* ds, int64_t dsh, int
     }
 }
 
+
+#define MAXB16 6 /* kernel taps per 16-channel weight-gradient register block */
+AI void wg_block16(const float* xs, int64_t xsh, const float* ds, int64_t dsh, int C, int r, int ki,
+                   int kj0, int oh0, int oh1, int ow0, int ow1, float* out, const int KB) {
+    __m256 a0[MAXB16], a1[MAXB16];
+    for (int j = 0; j < KB; j++) { a0[j] = _mm256_setzero_ps(); a1[j] = _mm256_setzero_ps(); }
+    for (int oh = oh0; oh < oh1; oh++) {
+        const float* xr = xs + (int64_t)(oh + ki * r) * xsh + (int64_t)kj0 * r * C;
+        const float* dr = ds + (int64_t)oh * dsh;
+        for (int ow = ow0; ow < ow1; ow++) {
+            const __m256 d0 = _mm256_loadu_ps(dr + (int64_t)ow * C), d1 = _mm256_loadu_ps(dr + (int64_t)ow * C + 8);
+            const float* xp = xr + (int64_t)ow * C;
+            for (int j = 0; j < KB; j++) {
+                a0[j] = _mm256_fmadd_ps(_mm256_loadu_ps(xp + (int64_t)j * r * C), d0, a0[j]);
+                a1[j] = _mm256_fmadd_ps(_mm256_loadu_ps(xp + (int64_t)j * r * C + 8), d1, a1[j]);
+            }
+        }
+    }
+    for (int j = 0; j < KB; j++) {
+        float* o = out + (int64_t)(kj0 + j) * C;
+        _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), a0[j]));
+        _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_loadu_ps(o + 8), a1[j]));
+    }
+}
+
 /* gw[ki][kj] = sum_{n,oh,ow} x[n][oh+ki*r][ow+kj*r] * dy[n][oh][ow]  (x as in urlk_dw_fwd).
  * part: nthreads x k x k x C floats of per-thread partial sums; the caller adds them up. */
 void urlk_dw_wgrad(const float* x, int64_t xsn, int64_t xsh, int row_lo, int row_hi, int col_lo, int col_hi,
                    const float* dy, int64_t dsn, int64_t dsh, int N, int H, int W, int C,
                    float* part, int k, int r, int nthreads) {
-    const int cb = C / 8;
+    const int cw = C % 16 == 0 ? 16 : 8; /* channels per work unit */
+    const int cb = C / cw;
+    const int maxb = cw == 16 ? MAXB16 : MAXB;
     const int64_t units = (int64_t)N * cb;
     const int64_t kkc = (int64_t)k * k * C;
-    const int nblocks = (k + MAXB - 1) / MAXB, step = (k + nblocks - 1) / nblocks;
+    const int nblocks = (k + maxb - 1) / maxb, step = (k + nblocks - 1) / nblocks;
+    /* output rows per pass: as many as keep the pass's input rows and output-gradient rows within ~64 KiB (L1 plus what the prefetchers keep coming) */
+    const int64_t xrow = (int64_t)(W + (k - 1) * r) * cw * (int64_t)sizeof(float), drow = (int64_t)W * cw * (int64_t)sizeof(float);
+    const int64_t fit = (64 * 1024 - (int64_t)(k - 1) * r * xrow) / (xrow + drow);
+    const int row_step = fit < 1 ? 1 : (fit > H ? H : (int)fit);
     memset(part, 0, sizeof(float) * kkc * nthreads);
 #pragma omp parallel num_threads(nthreads)
     {
         float* mine = part + kkc * omp_get_thread_num();
 #pragma omp for schedule(static)
         for (int64_t u = 0; u < units; u++) {
-            const int c0 = (int)(u % cb) * 8;
+            const int c0 = (int)(u % cb) * cw;
             const int n = (int)(u / cb);
             const float* xs = x + n * xsn + c0;
             const float* ds = dy + n * dsn + c0;
-            for (int ki = 0; ki < k; ki++) {
-                /* output rows whose tap row ki reads data */
-                const int oh0 = clampi(row_lo - ki * r, 0, H), oh1 = clampi(row_hi - ki * r, oh0, H);
-                if (oh0 >= oh1) continue;
-                float* out = mine + (int64_t)ki * k * C + c0;
-                for (int kj0 = 0; kj0 < k; kj0 += step) { /* k taps in near-equal blocks (13 = 7 + 6) */
-                    const int kb = k - kj0 < step ? k - kj0 : step;
-                    /* output columns where some tap of [kj0, kj0+kb) reads data */
-                    const int ow0 = clampi(col_lo - (kj0 + kb - 1) * r, 0, W);
-                    const int ow1 = clampi(col_hi - kj0 * r, ow0, W);
-                    if (ow0 >= ow1) continue;
-                    switch (kb) {
-#define CASE(v) case v: wg_block(xs, xsh, ds, dsh, C, r, ki, kj0, oh0, oh1, ow0, ow1, out, v); break;
-                        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12)
+            /* rows [oh_a, oh_b) per pass, so that the rows a pass reads stay in L1 (L2 bandwidth bounds the
+               kernel otherwise); within a pass, all its rows per (tap row, tap block): few register flushes */
+            for (int oh_a = 0; oh_a < H; oh_a += row_step) {
+                const int oh_b = oh_a + row_step < H ? oh_a + row_step : H;
+                for (int ki = 0; ki < k; ki++) {
+                    /* output rows whose tap row ki reads data */
+                    const int oh0 = clampi(row_lo - ki * r, oh_a, oh_b), oh1 = clampi(row_hi - ki * r, oh0, oh_b);
+                    if (oh0 >= oh1) continue;
+                    float* out = mine + (int64_t)ki * k * C + c0;
+                    for (int kj0 = 0; kj0 < k; kj0 += step) { /* k taps in near-equal blocks */
+                        const int kb = k - kj0 < step ? k - kj0 : step;
+                        /* output columns where some tap of [kj0, kj0+kb) reads data */
+                        const int ow0 = clampi(col_lo - (kj0 + kb - 1) * r, 0, W);
+                        const int ow1 = clampi(col_hi - kj0 * r, ow0, W);
+                        if (ow0 >= ow1) continue;
+                        if (cw == 16) {
+                            switch (kb) {
+#define CASE(v) case v: wg_block16(xs, xsh, ds, dsh, C, r, ki, kj0, oh0, oh1, ow0, ow1, out, v); break;
+                                CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
 #undef CASE
-                        default: break;
+                                default: break;
+                            }
+                        } else {
+                            switch (kb) {
+#define CASE(v) case v: wg_block(xs, xsh, ds, dsh, C, r, ki, kj0, oh0, oh1, ow0, ow1, out, v); break;
+                                CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12)
+#undef CASE
+                                default: break;
+                            }
+                        }
                     }
                 }
             }
