@@ -262,3 +262,65 @@ def test_damaged_cache_entry_is_rebuilt(monkeypatch, tmp_path) -> None:
     finally:
         monkeypatch.undo()
         native._reset()
+
+
+@needs_kernels
+def test_gelu_grn_kernels_match_pytorch() -> None:
+    """GELU recomputed inside the GRN passes: the GRN output, the dot products and the input gradient."""
+    g = torch.Generator().manual_seed(5)
+    n, hh, ww, d = 3, 5, 7, 24
+    h = torch.randn(n, hh, ww, d, generator=g) * 2
+    f = torch.rand(n, 1, 1, d, generator=g) + 0.5
+    beta = torch.randn(1, 1, 1, d, generator=g)
+    scale = torch.randn(n, 1, 1, d, generator=g)
+    go = torch.randn(n, hh, ww, d, generator=g)
+    a = F.gelu(h.double())
+    out = torch.empty_like(h)
+    native.gelu_grn_out(h, f, beta, out)
+    assert _rel(out, a * f.double() + beta.double()) < TOL
+    native.gelu_grn_out(h, f, None, out)
+    assert _rel(out, a * f.double()) < TOL
+    dots, sums = native.gelu_dots(go, h)
+    assert _rel(dots, (go.double() * a).sum(dim=(1, 2))) < TOL
+    assert _rel(sums, go.double().sum(dim=(1, 2))) < TOL
+    sq, _ = native.gelu_dots(None, h)
+    assert _rel(sq, (a * a).sum(dim=(1, 2))) < TOL
+    gh = torch.empty_like(h)
+    native.gelu_grn_backward(go, h, f, scale, gh)
+    ref = torch.ops.aten.gelu_backward(go.double() * f.double() + a * scale.double(), h.double())
+    assert _rel(gh, ref) < TOL
+
+
+@needs_kernels
+def test_per_sample_channel_kernels_match_pytorch() -> None:
+    g = torch.Generator().manual_seed(6)
+    n, c = 3, 16
+    x = torch.randn(n, c, 5, 9, generator=g).contiguous(memory_format=torch.channels_last)
+    y = torch.randn(n, c, 5, 9, generator=g).contiguous(memory_format=torch.channels_last)
+    assert native.nhwc_applicable(x, y) and not native.nhwc_applicable(x.contiguous())
+    sums = native.nc_sums(x, y)
+    xd, yd = x.double(), y.double()
+    for got, want in zip(sums, (xd.sum(dim=(2, 3)), (xd * yd).sum(dim=(2, 3)), yd.sum(dim=(2, 3)))):
+        assert _rel(got, want) < TOL
+    kg, kx, k0 = torch.randn(n, c, generator=g), torch.randn(c, generator=g), torch.randn(n, c, generator=g)
+    out = native.affine_nc(x, y, kg, kx, k0)
+    want = kg.double()[:, :, None, None] * xd + kx.double()[None, :, None, None] * yd + k0.double()[:, :, None, None]
+    assert out.is_contiguous(memory_format=torch.channels_last) and _rel(out, want) < TOL
+
+
+@needs_kernels
+def test_block_backward_runs_on_the_compiled_kernels(monkeypatch) -> None:
+    """A fp32 channels-last block in training takes every compiled path (and matches fp64 while doing so)."""
+    from unireplknet.ops import fast_block
+
+    calls = {"bn_se": 0, "mlp": 0, "bn_scale": 0}
+    for name, key in (("_bn_se_backward_native", "bn_se"), ("_mlp_tail_backward_native", "mlp"),
+                      ("_bn_scale_backward_native", "bn_scale")):
+        fn = getattr(fast_block, name)
+        monkeypatch.setattr(fast_block, name, lambda *a, _fn=fn, _k=key: calls.__setitem__(_k, calls[_k] + 1) or _fn(*a))
+    torch.manual_seed(2)
+    block = UniRepLKNetBlock(16, 13, drop_path=0.0, layer_scale_init_value=0.5).train()
+    _randomize(block)
+    name = _assert_matches_fp64(block, torch.randn(2, 16, 11, 9).contiguous(memory_format=torch.channels_last))
+    assert calls == {"bn_se": 2, "mlp": 2, "bn_scale": 2}, calls
+    assert name

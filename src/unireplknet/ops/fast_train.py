@@ -23,6 +23,11 @@ cheaper than with ``"large"``, its peak memory at batch 32 ~400-600 MiB higher; 
 the native kernels (``native_batch_norm`` and its backward), so outputs and running-statistic updates
 are those of ``nn.BatchNorm2d``.
 
+For fp32 input with a multiple of 8 channels, :func:`dilated_reparam_train` runs on the compiled kernels of
+:mod:`unireplknet.ops.native` when they build (:mod:`unireplknet.ops.drb_native`: the convolutions compute the
+BatchNorm statistics as they write, and the BatchNorm backward is fused into the convolution inputs); otherwise
+on the PyTorch kernels described above.
+
 The switch: :func:`set_fast_training` / :func:`fast_training_enabled` / :func:`fast_training`
 (context manager). The fast path is ON by default and only used for CPU tensors in fp32/fp64
 when autograd records and no autocast is active; everything else (and the deployed block) runs

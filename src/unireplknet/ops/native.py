@@ -29,7 +29,8 @@ from typing import Optional, Sequence
 import torch
 
 __all__ = ["available", "unavailable_reason", "set_native_kernels", "native_kernels_enabled", "library_path",
-           "dw_forward", "dw_weight_grad", "combine", "grad_dots", "affine2"]
+           "dw_forward", "dw_weight_grad", "combine", "grad_dots", "affine2", "gelu_grn_applicable", "gelu_grn_out",
+           "gelu_dots", "gelu_grn_backward", "nhwc_applicable", "nc_sums", "affine_nc"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,11 @@ _SIGNATURES = {
     "urlk_combine": [_P, _PP, _I32, _P, _P, _I64, _I32, _I32],
     "urlk_dots": [_P, _PP, _I32, _I64, _I32, _P, _I32],
     "urlk_affine2": [_P, _I64, _I64, _P, _P, _P, _P, _P, _I32, _I32, _I32, _I32, _I32],
+    "urlk_gelu_grn_out": [_P, _P, _P, _P, _I32, _I64, _I32, _I32],
+    "urlk_gelu_dots": [_P, _P, _P, _P, _I32, _I64, _I32, _P, _I32],
+    "urlk_gelu_grn_bwd": [_P, _P, _P, _P, _P, _I32, _I64, _I32, _I32],
+    "urlk_nc_sums": [_P, _P, _P, _I32, _I64, _I32, _P, _I32],
+    "urlk_affine_nc": [_P, _P, _P, _P, _P, _P, _I32, _I64, _I32, _I32],
 }
 
 
@@ -249,3 +255,90 @@ def affine2(dst: torch.Tensor, g: torch.Tensor, y: torch.Tensor, a: torch.Tensor
     n, h, w, ch = dst.shape
     lib.urlk_affine2(_ptr(dst), dst.stride(0), dst.stride(1), _ptr(g), _ptr(y), _ptr(a), _ptr(k), _ptr(c),
                      n, h, w, ch, torch.get_num_threads())
+
+
+# --------------------------------------------------------------------------- GELU + GRN (MLP tail backward)
+def gelu_grn_applicable(h: torch.Tensor) -> bool:
+    """Whether the GELU + GRN kernels take ``h`` (contiguous fp32 ``N x H x W x D``, ``D % 8 == 0``)."""
+    return (h.dtype == torch.float32 and h.dim() == 4 and h.is_contiguous() and h.shape[-1] % 8 == 0
+            and available())
+
+
+def _npd(h: torch.Tensor) -> "tuple[int, int, int]":
+    n, d = h.shape[0], h.shape[-1]
+    return n, h.numel() // max(1, n * d), d
+
+
+def _vec(t: Optional[torch.Tensor], n: int, d: int) -> Optional[torch.Tensor]:
+    """A per-(sample, channel) factor as a contiguous fp32 ``n x d`` (or ``d``) tensor."""
+    if t is None:
+        return None
+    return t.reshape(n, d).contiguous() if t.numel() == n * d else t.reshape(d).contiguous()
+
+
+def gelu_grn_out(h: torch.Tensor, f: torch.Tensor, beta: Optional[torch.Tensor], out: torch.Tensor) -> None:
+    """``out = GELU(h) * f + beta`` (``f``: ``N x 1 x 1 x D``, ``beta``: ``1 x 1 x 1 x D`` or ``None``)."""
+    lib = _lib()
+    assert lib is not None
+    n, p, d = _npd(h)
+    fv, bv = _vec(f, n, d), _vec(beta, 1, d)
+    lib.urlk_gelu_grn_out(_ptr(h), _ptr(fv), None if bv is None else _ptr(bv), _ptr(out), n, p, d,
+                          torch.get_num_threads())
+
+
+def gelu_dots(go: Optional[torch.Tensor], h: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
+    """``(sum_hw go * GELU(h), sum_hw go)``, each ``N x D`` float64; with ``go=None``, ``sum_hw GELU(h)^2``
+    (and an unset second tensor)."""
+    lib = _lib()
+    assert lib is not None
+    n, p, d = _npd(h)
+    nt = torch.get_num_threads()
+    dots = torch.empty(n, d, dtype=torch.float64)
+    sums = torch.empty(n, d, dtype=torch.float64)
+    scratch = torch.empty(nt, 2, d)
+    lib.urlk_gelu_dots(None if go is None else _ptr(go), _ptr(h), _ptr(dots), _ptr(sums), n, p, d, _ptr(scratch), nt)
+    return dots, sums
+
+
+def gelu_grn_backward(go: torch.Tensor, h: torch.Tensor, f: torch.Tensor, scale: torch.Tensor,
+                      out: torch.Tensor) -> None:
+    """``out = (go * f + GELU(h) * scale) * GELU'(h)`` (``f``, ``scale``: ``N x 1 x 1 x D``)."""
+    lib = _lib()
+    assert lib is not None
+    n, p, d = _npd(h)
+    fv, sv = _vec(f, n, d), _vec(scale, n, d)
+    lib.urlk_gelu_grn_bwd(_ptr(go), _ptr(h), _ptr(fv), _ptr(sv), _ptr(out), n, p, d, torch.get_num_threads())
+
+
+# --------------------------------------------------------------------------- per-(sample, channel) passes
+def nhwc_applicable(*ts: torch.Tensor) -> bool:
+    """Whether ``N x C x H x W`` tensors are fp32, channels-last contiguous with ``C % 8 == 0`` (kernels built)."""
+    return all(t.dtype == torch.float32 and t.dim() == 4 and t.shape[1] % 8 == 0
+               and t.is_contiguous(memory_format=torch.channels_last) for t in ts) and available()
+
+
+def nc_sums(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``[sum_hw g, sum_hw g*x, sum_hw x]`` of two channels-last ``N x C x H x W`` tensors: ``3 x N x C`` float64."""
+    lib = _lib()
+    assert lib is not None
+    n, c = g.shape[0], g.shape[1]
+    nt = torch.get_num_threads()
+    out = torch.empty(3, n, c, dtype=torch.float64)
+    scratch = torch.empty(nt, 3, c)
+    lib.urlk_nc_sums(_ptr(g), _ptr(x), _ptr(out), n, g.numel() // max(1, n * c), c, _ptr(scratch), nt)
+    return out
+
+
+def affine_nc(g: torch.Tensor, x: torch.Tensor, kg: torch.Tensor, kx: torch.Tensor, k0: torch.Tensor,
+              out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``kg[n, c] * g + kx[c] * x + k0[n, c]`` of two channels-last ``N x C x H x W`` tensors, into ``out`` (else a
+    new channels-last tensor); ``kg``/``k0``: ``N x C`` (or ``C``), ``kx``: ``C``; any float dtype, used as fp32."""
+    lib = _lib()
+    assert lib is not None
+    n, c = g.shape[0], g.shape[1]
+    if out is None:
+        out = torch.empty_like(g, memory_format=torch.channels_last)
+    kg, kx, k0 = (t.to(torch.float32).expand(n, c).contiguous() for t in (kg, kx.view(1, c), k0))
+    lib.urlk_affine_nc(_ptr(g), _ptr(x), _ptr(kg), _ptr(kx[0]), _ptr(k0), _ptr(out), n,
+                       g.numel() // max(1, n * c), c, torch.get_num_threads())
+    return out

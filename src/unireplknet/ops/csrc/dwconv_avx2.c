@@ -374,3 +374,179 @@ void urlk_affine2(float* dst, int64_t dsn, int64_t dsh, const float* g, const fl
         }
     }
 }
+/* ------------------------------------------------------------------------------------------- GELU */
+/* exp(x) for x in [-88, 88] (Cephes' single-precision polynomial, ~1 ulp) */
+AI __m256 exp_ps(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-88.0f)), _mm256_set1_ps(88.0f));
+    __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+/* GELU(h) = h * Phi(h) and its derivative Phi(h) + h * phi(h), with erf from Abramowitz & Stegun 7.1.26
+   (|error| <= 1.5e-7, the approximation PyTorch's vectorised CPU erf uses) and one shared exp(-h^2/2). */
+AI void gelu_grad8(__m256 x, __m256* a, __m256* d) {
+    const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+    const __m256 u = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f));
+    const __m256 au = _mm256_andnot_ps(sign_mask, u);
+    const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(au, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.0f)));
+    __m256 p = _mm256_set1_ps(1.061405429f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+    p = _mm256_mul_ps(p, t);
+    const __m256 e = exp_ps(_mm256_mul_ps(_mm256_mul_ps(u, u), _mm256_set1_ps(-1.0f)));  /* exp(-h^2/2) */
+    const __m256 erf_abs = _mm256_fnmadd_ps(p, e, _mm256_set1_ps(1.0f));
+    const __m256 erf = _mm256_or_ps(erf_abs, _mm256_and_ps(u, sign_mask));
+    const __m256 cdf = _mm256_mul_ps(_mm256_set1_ps(0.5f), _mm256_add_ps(erf, _mm256_set1_ps(1.0f)));
+    *a = _mm256_mul_ps(x, cdf);
+    *d = _mm256_fmadd_ps(_mm256_mul_ps(x, e), _mm256_set1_ps(0.39894228040143268f), cdf);
+}
+
+/* The GELU + GRN part of the MLP tail's backward pass, recomputing GELU(h) on the fly instead of storing it.
+   h, go, out: N x P x D contiguous (P pixels, D channels, D % 8 == 0); f, scale: N x D; beta: D or NULL.
+   Work is split over (sample, pixel chunk) units, whole contiguous pixel rows each. */
+#define PCHUNK 32
+
+/* out = GELU(h) * f[n] + beta: the GRN output (the second linear layer's input, for its weight gradient). */
+void urlk_gelu_grn_out(const float* h, const float* f, const float* beta, float* out, int N, int64_t P, int D,
+                       int nthreads) {
+    const int64_t chunks = (P + PCHUNK - 1) / PCHUNK;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t u = 0; u < (int64_t)N * chunks; u++) {
+        const int n = (int)(u / chunks);
+        const int64_t p0 = (u % chunks) * PCHUNK, p1 = p0 + PCHUNK < P ? p0 + PCHUNK : P;
+        const float* fn = f + (int64_t)n * D;
+        for (int64_t p = p0; p < p1; p++) {
+            const int64_t o = ((int64_t)n * P + p) * D;
+            for (int c = 0; c < D; c += 8) {
+                __m256 a, d;
+                gelu_grad8(_mm256_loadu_ps(h + o + c), &a, &d);
+                const __m256 b = beta ? _mm256_loadu_ps(beta + c) : _mm256_setzero_ps();
+                _mm256_storeu_ps(out + o + c, _mm256_fmadd_ps(a, _mm256_loadu_ps(fn + c), b));
+            }
+        }
+    }
+}
+
+/* dots[n][c] = sum_p go * GELU(h), sums[n][c] = sum_p go (float64, N x D each); go NULL: dots = sum_p GELU(h)^2
+   (the GRN norm) and sums untouched. One unit per sample. */
+void urlk_gelu_dots(const float* go, const float* h, double* dots, double* sums, int N, int64_t P, int D,
+                    float* scratch, int nthreads) {
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int n = 0; n < N; n++) {
+        float* acc = scratch + (int64_t)2 * D * omp_get_thread_num(); /* float partials per pixel chunk */
+        double* dn = dots + (int64_t)n * D;
+        double* sn = sums + (int64_t)n * D;
+        memset(dn, 0, sizeof(double) * D);
+        if (go) memset(sn, 0, sizeof(double) * D);
+        for (int64_t p0 = 0; p0 < P; p0 += PCHUNK) {
+            const int64_t p1 = p0 + PCHUNK < P ? p0 + PCHUNK : P;
+            memset(acc, 0, sizeof(float) * 2 * D);
+            for (int64_t p = p0; p < p1; p++) {
+                const int64_t o = ((int64_t)n * P + p) * D;
+                for (int c = 0; c < D; c += 8) {
+                    __m256 a, d;
+                    gelu_grad8(_mm256_loadu_ps(h + o + c), &a, &d);
+                    const __m256 g = go ? _mm256_loadu_ps(go + o + c) : a;
+                    _mm256_storeu_ps(acc + c, _mm256_fmadd_ps(g, a, _mm256_loadu_ps(acc + c)));
+                    if (go) _mm256_storeu_ps(acc + D + c, _mm256_add_ps(g, _mm256_loadu_ps(acc + D + c)));
+                }
+            }
+            for (int c = 0; c < D; c += 8) {
+                add_pd(dn + c, _mm256_loadu_ps(acc + c));
+                if (go) add_pd(sn + c, _mm256_loadu_ps(acc + D + c));
+            }
+        }
+    }
+}
+
+/* gh = (go * f[n] + GELU(h) * scale[n]) * GELU'(h): the gradient through GRN and GELU. */
+void urlk_gelu_grn_bwd(const float* go, const float* h, const float* f, const float* scale, float* gh,
+                       int N, int64_t P, int D, int nthreads) {
+    const int64_t chunks = (P + PCHUNK - 1) / PCHUNK;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t u = 0; u < (int64_t)N * chunks; u++) {
+        const int n = (int)(u / chunks);
+        const int64_t p0 = (u % chunks) * PCHUNK, p1 = p0 + PCHUNK < P ? p0 + PCHUNK : P;
+        const float* fn = f + (int64_t)n * D;
+        const float* sn = scale + (int64_t)n * D;
+        for (int64_t p = p0; p < p1; p++) {
+            const int64_t o = ((int64_t)n * P + p) * D;
+            for (int c = 0; c < D; c += 8) {
+                __m256 a, d;
+                gelu_grad8(_mm256_loadu_ps(h + o + c), &a, &d);
+                const __m256 ga = _mm256_fmadd_ps(_mm256_loadu_ps(go + o + c), _mm256_loadu_ps(fn + c),
+                                                  _mm256_mul_ps(a, _mm256_loadu_ps(sn + c)));
+                _mm256_storeu_ps(gh + o + c, _mm256_mul_ps(ga, d));
+            }
+        }
+    }
+}
+
+/* --------------------------------------------------------------------------- BatchNorm backward parts */
+/* Per (sample, channel) sums over the pixels of two N x P x C tensors: out = [sum g, sum g*x, sum x], each
+   N x C float64. One unit per sample, float partials per pixel chunk. */
+void urlk_nc_sums(const float* g, const float* x, double* out, int N, int64_t P, int C, float* scratch,
+                  int nthreads) {
+    const int64_t nc = (int64_t)N * C;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int n = 0; n < N; n++) {
+        float* acc = scratch + (int64_t)3 * C * omp_get_thread_num();
+        double* s0 = out + (int64_t)n * C;
+        double* s1 = s0 + nc;
+        double* s2 = s1 + nc;
+        memset(s0, 0, sizeof(double) * C);
+        memset(s1, 0, sizeof(double) * C);
+        memset(s2, 0, sizeof(double) * C);
+        for (int64_t p0 = 0; p0 < P; p0 += PCHUNK) {
+            const int64_t p1 = p0 + PCHUNK < P ? p0 + PCHUNK : P;
+            memset(acc, 0, sizeof(float) * 3 * C);
+            for (int64_t p = p0; p < p1; p++) {
+                const int64_t o = ((int64_t)n * P + p) * C;
+                for (int c = 0; c < C; c += 8) {
+                    const __m256 gv = _mm256_loadu_ps(g + o + c), xv = _mm256_loadu_ps(x + o + c);
+                    _mm256_storeu_ps(acc + c, _mm256_add_ps(gv, _mm256_loadu_ps(acc + c)));
+                    _mm256_storeu_ps(acc + C + c, _mm256_fmadd_ps(gv, xv, _mm256_loadu_ps(acc + C + c)));
+                    _mm256_storeu_ps(acc + 2 * C + c, _mm256_add_ps(xv, _mm256_loadu_ps(acc + 2 * C + c)));
+                }
+            }
+            for (int c = 0; c < C; c += 8) {
+                add_pd(s0 + c, _mm256_loadu_ps(acc + c));
+                add_pd(s1 + c, _mm256_loadu_ps(acc + C + c));
+                add_pd(s2 + c, _mm256_loadu_ps(acc + 2 * C + c));
+            }
+        }
+    }
+}
+
+/* out = kg[n] * g + kx * x + k0[n] per channel (kg, k0: N x C; kx: C; all tensors N x P x C contiguous). */
+void urlk_affine_nc(const float* g, const float* x, const float* kg, const float* kx, const float* k0, float* out,
+                    int N, int64_t P, int C, int nthreads) {
+    const int64_t chunks = (P + PCHUNK - 1) / PCHUNK;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t u = 0; u < (int64_t)N * chunks; u++) {
+        const int n = (int)(u / chunks);
+        const int64_t p0 = (u % chunks) * PCHUNK, p1 = p0 + PCHUNK < P ? p0 + PCHUNK : P;
+        const float* kgn = kg + (int64_t)n * C;
+        const float* k0n = k0 + (int64_t)n * C;
+        for (int64_t p = p0; p < p1; p++) {
+            const int64_t o = ((int64_t)n * P + p) * C;
+            for (int c = 0; c < C; c += 8) {
+                __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(kgn + c), _mm256_loadu_ps(g + o + c), _mm256_loadu_ps(k0n + c));
+                v = _mm256_fmadd_ps(_mm256_loadu_ps(kx + c), _mm256_loadu_ps(x + o + c), v);
+                _mm256_storeu_ps(out + o + c, v);
+            }
+        }
+    }
+}
