@@ -2,7 +2,8 @@
 
     python benchmarks/train_throughput.py --threads 2                      # CPU, fp32, batch 16, 224 px
     python benchmarks/train_throughput.py --original /path/to/unireplknet.py   # also the authors' implementation
-    python benchmarks/train_throughput.py --device cuda --amp
+    python benchmarks/train_throughput.py --device cuda --amp                        # fp16 autocast on CUDA
+    python benchmarks/train_throughput.py --device cuda --amp --amp-dtype bfloat16   # bf16 autocast
 
 Speed: every model is measured IN ONE PROCESS, interleaved: all models are built, each gets ``--warmup``
 steps, then ``--repeats`` rounds each time one step of every model in turn (so a burst of load on a shared
@@ -90,13 +91,14 @@ def _stepper(spec: str, args: argparse.Namespace, batch: int) -> Callable[[], No
     if args.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (batch,), generator=g).to(device)
-    scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
+    amp_dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}[
+        args.amp_dtype or ("bfloat16" if device.type == "cpu" else "float16")]
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp and amp_dtype == torch.float16)
 
     def step() -> None:
         set_fast_training(fast)
         set_native_kernels(use_native)
-        with torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16,
-                            enabled=args.amp):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=args.amp):
             loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -112,7 +114,9 @@ def _native_status() -> str:
     """Whether the compiled Dilated Reparam Block kernels were used (or why not)."""
     from unireplknet.ops import native
 
-    return f"loaded from {native.library_path()}" if native.available() else f"unavailable: {native.unavailable_reason()}"
+    if native.available():
+        return f"loaded from {native.library_path()}"
+    return f"unavailable: {native.unavailable_reason()}"
 
 
 def measure_speed(specs: List[str], args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
@@ -173,6 +177,8 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--amp", action="store_true")
+    p.add_argument("--amp-dtype", choices=["float16", "bfloat16"], default=None,
+                   help="autocast dtype with --amp (default: bfloat16 on CPU, float16 on CUDA, with a grad scaler)")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--mem-mmap-threshold", type=int, default=0,
@@ -254,7 +260,8 @@ def main() -> int:
         "unireplknet_a native/nonative img_s": round_ratios("unireplknet_a", "unireplknet_a:nonative"),
     }
     meta = {
-        "device": args.device, "amp": args.amp, "size": args.size, "batch_size": args.batch_size,
+        "device": args.device, "amp": args.amp, "amp_dtype": args.amp_dtype, "size": args.size,
+        "batch_size": args.batch_size,
         "mem_batch_size": args.mem_batch_size, "threads": args.threads, "nproc": os.cpu_count(),
         "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
         "warmup": args.warmup, "repeats": args.repeats, "drb_recompute": args.drb_recompute,
