@@ -146,7 +146,7 @@ class _DilatedReparamNative(torch.autograd.Function):
             if not (need_x or need_w[i]):
                 continue
             if dyb is None:
-                dyb = _zero_bordered(n, h, w, c, pmax)
+                dyb = WORKSPACE.zero_bordered(n, h, w, c, pmax, xc, "drb_dy")
             interior = dyb[:, pmax:pmax + h, pmax:pmax + w]
             native.affine2(interior, g, ys[i], a32[i], k32[i], c32[i])
             k, r, o = int(weights[i].shape[-1]), ctx.dilations[i], pmax - pads[i]
@@ -161,14 +161,6 @@ class _DilatedReparamNative(torch.autograd.Function):
                 gws[i] = gkkc.permute(2, 0, 1).unsqueeze(1).contiguous().to(weights[i].dtype)
         gx_out = gx.permute(0, 3, 1, 2) if gx is not None else None
         return (gx_out, None, None, None, None, *gws, *ggs, *gbs, *([None] * (2 * nb)))
-
-
-def _zero_bordered(n: int, h: int, w: int, c: int, pad: int) -> torch.Tensor:
-    """A reused ``N x (H+2p) x (W+2p) x C`` fp32 buffer whose border is zero (the interior is overwritten)."""
-    if WORKSPACE.limit <= 0:
-        return torch.zeros(n, h + 2 * pad, w + 2 * pad, c)
-    key = ("drb_dy_pad", n, h, w, c, pad)
-    return WORKSPACE._get(key, lambda: torch.zeros(n, h + 2 * pad, w + 2 * pad, c))
 
 
 def dilated_reparam_native(x: torch.Tensor, dilations: Tuple[int, ...], eps: Tuple[float, ...],

@@ -161,6 +161,17 @@ class _Workspace(threading.local):
         cl = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=_CL)
         return self.empty(x.shape, x, tag, _CL if cl else torch.contiguous_format)
 
+    def zero_bordered(self, n: int, h: int, w: int, c: int, pad: int, like: torch.Tensor, tag: str) -> torch.Tensor:
+        """A reused ``N x (H+2p) x (W+2p) x C`` buffer whose border is zero; callers write only its interior."""
+        shape = (n, h + 2 * pad, w + 2 * pad, c)
+
+        def make() -> torch.Tensor:
+            return torch.zeros(shape, dtype=like.dtype, device=like.device)
+
+        if self.limit <= 0:
+            return make()
+        return self._get(("zero_bordered", tag, shape, like.dtype, like.device), make)
+
     def padded(self, x: torch.Tensor, pad: int, memory_format: torch.memory_format) -> torch.Tensor:
         """``F.pad(x, (pad,) * 4)`` in ``memory_format``, written into a reused zero-bordered buffer."""
         if self.limit <= 0 or (x.requires_grad and torch.is_grad_enabled()):  # never hand a reused buffer to autograd
