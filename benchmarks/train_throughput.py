@@ -114,9 +114,7 @@ def _native_status() -> str:
     """Whether the compiled Dilated Reparam Block kernels were used (or why not)."""
     from unireplknet.ops import native
 
-    if native.available():
-        return f"loaded from {native.library_path()}"
-    return f"unavailable: {native.unavailable_reason()}"
+    return native.status()
 
 
 def measure_speed(specs: List[str], args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:

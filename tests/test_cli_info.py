@@ -27,6 +27,18 @@ def test_info_json_counts_match_reference(capsys):
 def test_info_table_via_python_m():
     out = subprocess.run([sys.executable, "-m", "unireplknet", "info"], capture_output=True, text=True, check=True)
     assert "unireplknet_xl" in out.stdout and "87.96" in out.stdout
+    assert "Compiled training kernels: " in out.stdout
+
+
+def test_info_says_which_training_kernels_run(capsys, monkeypatch):
+    from unireplknet.ops import native
+
+    assert main(["info", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)["training_kernels"]
+    assert status.startswith("loaded from ") if native.available() else "PyTorch's kernels" in status
+    monkeypatch.setitem(native._STATE, "enabled", False)
+    assert main(["info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["training_kernels"].startswith("switched off (UNIREPLKNET_NATIVE=0")
 
 
 def test_missing_extra_names_the_extra():

@@ -1,4 +1,5 @@
-"""``unireplknet info``: variants with live parameter/MAC counts, and the released weights."""
+"""``unireplknet info``: variants with live parameter/MAC counts, the released weights, and whether training
+runs on the compiled kernels."""
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,11 @@ def run(args: argparse.Namespace) -> int:
     rows = variant_rows(args.size)
     weights = [dict(tag=w.tag, file=w.filename, classes=w.num_classes, size=w.input_size, top1=w.top1,
                     description=w.description) for w in PRETRAINED.values()]
+    from unireplknet.ops import native
+
+    kernels = native.status()
     if args.json:
-        print(json.dumps({"variants": rows, "weights": weights}, indent=1))
+        print(json.dumps({"variants": rows, "weights": weights, "training_kernels": kernels}, indent=1))
         return 0
     print(f"{'model':<16}{'depths':<16}{'dims':<24}{'params (train)':>16}{'params (deploy)':>17}"
           f"{'GMACs@' + str(args.size):>12}")
@@ -50,4 +54,5 @@ def run(args: argparse.Namespace) -> int:
         top1 = f"{w['top1']:.2f}" if w["top1"] is not None else "-"
         print(f"{w['tag']:<44}{w['classes'] or '-':>8}{w['size']:>6}{top1:>8}  {w['description']}")
     print("\nWeights are fetched from the Hugging Face repo DingXiaoH/UniRepLKNet (or pass a local file path).")
+    print(f"Compiled training kernels: {kernels}")
     return 0

@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 
 import torch
 
-__all__ = ["available", "unavailable_reason", "set_native_kernels", "native_kernels_enabled", "library_path",
+__all__ = ["available", "unavailable_reason", "status", "set_native_kernels", "native_kernels_enabled", "library_path",
            "dw_forward", "dw_weight_grad", "combine", "grad_dots", "affine2", "gelu_grn_applicable", "gelu_grn_out",
            "gelu_dots", "gelu_grn_backward", "nhwc_applicable", "nc_sums", "affine_nc"]
 
@@ -164,6 +164,16 @@ def _reset() -> None:
 def available() -> bool:
     """Whether the compiled kernels are switched on and built (builds them on the first call)."""
     return bool(_STATE["enabled"]) and _lib() is not None
+
+
+def status() -> str:
+    """One line for users: where the kernels were loaded from, or why training uses PyTorch's kernels
+    (builds them on the first call)."""
+    if not _STATE["enabled"]:
+        return "switched off (UNIREPLKNET_NATIVE=0 or set_native_kernels(False)): PyTorch's kernels are used"
+    if available():
+        return f"loaded from {library_path()}"
+    return f"unavailable, PyTorch's kernels are used: {unavailable_reason()}"
 
 
 def unavailable_reason() -> Optional[str]:
