@@ -95,9 +95,9 @@ def _fx_tracing() -> bool:
 
 def fast_path_applicable(x: torch.Tensor) -> bool:
     """True when the fast path is on and applies to ``x`` (CPU fp32/fp64 4-D, autograd recording, no autocast;
-    never while FX or TorchScript traces the model, which then records the plain path)."""
-    if isinstance(x, torch.fx.Proxy) or _fx_tracing():
-        return False
+    never while FX, TorchScript or ``torch.compile`` traces the model, which then records the plain path)."""
+    if isinstance(x, torch.fx.Proxy) or _fx_tracing() or torch.compiler.is_compiling():
+        return False  # tracers and torch.compile record the plain path (they cannot trace these functions)
     return (
         _STATE["enabled"]
         and torch.is_grad_enabled()
