@@ -184,6 +184,18 @@ def test_generic_loop_regression_task(tmp_path):
     assert "deploy" not in summary["files"]  # nn.Sequential has no reparameterize()
 
 
+def test_trainer_logs_which_training_kernels_run(tmp_path, caplog):
+    from unireplknet.ops import native
+
+    with caplog.at_level("INFO", logger="unireplknet.engine.trainer"):
+        _regression_trainer(tmp_path / "a")
+    assert f"compiled CPU kernels: {native.status()}" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="unireplknet.engine.trainer"):
+        _regression_trainer(tmp_path / "b", fast_train=False)
+    assert "compiled CPU kernels" not in caplog.text
+
+
 def test_resume_between_epochs_is_exact(tmp_path):
     full = _regression_trainer(tmp_path / "a", epochs=3)
     full.fit()

@@ -31,7 +31,8 @@ _HELP = {
     "metric_mode": "max or min (default: min for losses, max otherwise)", "eval_every": "validate every N epochs",
     "ckpt_every_steps": "also save last.pt every N optimizer steps", "max_train_steps": "cap updates per epoch (smoke tests)",
     "deploy": "save the re-parameterized selected model", "select": "best: best validation epoch; last: the last epoch",
-    "fast_train": "fast Dilated Reparam Block training path (same gradients)",
+    "fast_train": "fast training path (same gradients; on CPU with compiled kernels where a C compiler builds "
+                  "them, UNIREPLKNET_NATIVE=0 skips those)",
     "fsdp": "under torchrun: shard the model with FSDP2 instead of DDP (sharded checkpoints; docs/scale.md)",
 }
 

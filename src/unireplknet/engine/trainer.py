@@ -130,6 +130,10 @@ class Trainer:
         self.device = resolve_device(self.cfg.device, self.info.local_rank)
         self.run_dir = Path(run_dir)
         _set_fast_training(self.cfg.fast_train)
+        if self.cfg.fast_train and self.device.type == "cpu" and self.info.is_main:
+            from ..ops.native import status
+
+            logger.info("fast training path; compiled CPU kernels: %s", status())
         self.train_loader, self.val_loader = train_loader, val_loader
         self.loss_fn, self.evaluate_fn = loss_fn, evaluate_fn
         self.batch_transform = train_batch_transform
