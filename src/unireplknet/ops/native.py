@@ -1,4 +1,6 @@
-"""Optional compiled CPU kernels (AVX2 + FMA) for the Dilated Reparam Block's training path.
+"""Optional compiled CPU kernels (AVX2 + FMA) for the training step: the Dilated Reparam Block's depthwise
+convolutions, and fused GELU + GRN and BatchNorm passes (used by :mod:`unireplknet.ops.drb_native` and
+:mod:`unireplknet.ops.fast_block`).
 
 The C source ships with the package (``ops/csrc/dwconv_avx2.c``). On first use it is compiled with the
 system C compiler (``$CC``, else ``cc``/``gcc``) into a per-user cache directory

@@ -1,4 +1,6 @@
-/* Depthwise convolution kernels for training the Dilated Reparam Block on x86-64 CPUs with AVX2 + FMA.
+/* Kernels for UniRepLKNet's training step on x86-64 CPUs with AVX2 + FMA: the Dilated Reparam Block's
+ * depthwise convolutions (with their BatchNorm statistics and backward), and fused GELU + GRN and
+ * BatchNorm passes over channels-last activations (at the end of this file).
  *
  * Layout: every activation is channels-last (N x H x W x C, pixel stride C floats), C a multiple of 8;
  * weights are k x k x C. Inputs of a convolution are zero-bordered buffers: the caller passes a pointer to
