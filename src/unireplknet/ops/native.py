@@ -350,7 +350,8 @@ def affine_nc(g: torch.Tensor, x: torch.Tensor, kg: torch.Tensor, kx: torch.Tens
     n, c = g.shape[0], g.shape[1]
     if out is None:
         out = torch.empty_like(g, memory_format=torch.channels_last)
-    kg, kx, k0 = (t.to(torch.float32).expand(n, c).contiguous() for t in (kg, kx.view(1, c), k0))
-    lib.urlk_affine_nc(_ptr(g), _ptr(x), _ptr(kg), _ptr(kx[0]), _ptr(k0), _ptr(out), n,
+    kg, k0 = (t.to(torch.float32).expand(n, c).contiguous() for t in (kg, k0))
+    kx = kx.to(torch.float32).reshape(c).contiguous()
+    lib.urlk_affine_nc(_ptr(g), _ptr(x), _ptr(kg), _ptr(kx), _ptr(k0), _ptr(out), n,
                        g.numel() // max(1, n * c), c, torch.get_num_threads())
     return out
